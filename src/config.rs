@@ -1,0 +1,425 @@
+//! Circuit configuration: thresholds, durations, presets, and validation.
+//!
+//! A [`CircuitBreakerConfig`] is always valid: the only ways to get one are the presets,
+//! [`Default`], and [`CircuitBreakerConfigBuilder::build`], which checks every rule and
+//! returns a [`ConfigError`] naming the field that broke it. Nothing is checked, and
+//! nothing can panic, inside a request.
+//!
+//! # The seed's options
+//!
+//! | TypeScript option | here | meaning |
+//! |---|---|---|
+//! | `failureThreshold` | [`failure_threshold`](CircuitBreakerConfigBuilder::failure_threshold) | trailing consecutive failures in the window that open the circuit |
+//! | `recoveryTimeout` (ms) | [`recovery_timeout`](CircuitBreakerConfigBuilder::recovery_timeout) | time spent Open before a probe is let through |
+//! | `expectedResponseTime` (ms) | [`expected_response_time`](CircuitBreakerConfigBuilder::expected_response_time) | a call slower than this is slow |
+//! | `monitoringWindow` (ms) | [`monitoring_window`](CircuitBreakerConfigBuilder::monitoring_window) | length of the sliding window |
+//! | `minimumRequestCount` | [`minimum_request_count`](CircuitBreakerConfigBuilder::minimum_request_count) | calls in the window before the circuit may open |
+
+use std::fmt;
+use std::time::Duration;
+
+/// Validated configuration of one circuit.
+///
+/// Build one with [`CircuitBreakerConfig::builder`], start from a preset
+/// ([`cognito`](Self::cognito), [`dynamodb`](Self::dynamodb),
+/// [`api_gateway_management`](Self::api_gateway_management)) and adjust it with
+/// [`to_builder`](Self::to_builder), or take the [`Default`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_circuit_breaker::CircuitBreakerConfig;
+///
+/// let config = CircuitBreakerConfig::dynamodb()
+///     .to_builder()
+///     .failure_rate_threshold(0.5)
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.failure_threshold(), 3);
+/// assert_eq!(config.recovery_timeout(), Duration::from_secs(20));
+///
+/// let err = CircuitBreakerConfig::builder().failure_threshold(0).build().unwrap_err();
+/// assert_eq!(err.field(), "failure_threshold");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircuitBreakerConfig {
+    pub(crate) failure_threshold: u32,
+    pub(crate) recovery_timeout: Duration,
+    pub(crate) expected_response_time: Duration,
+    pub(crate) monitoring_window: Duration,
+    pub(crate) minimum_request_count: u32,
+    pub(crate) half_open_max_calls: u32,
+    pub(crate) window_buckets: u32,
+    pub(crate) failure_rate_threshold: Option<f64>,
+    pub(crate) slow_call_rate_threshold: Option<f64>,
+    pub(crate) slow_call_is_failure: bool,
+    pub(crate) dropped_call_is_failure: bool,
+    pub(crate) metrics_only: bool,
+    pub(crate) backoff: Option<Backoff>,
+}
+
+/// A break duration that grows each time the circuit opens again without having closed.
+///
+/// The `k`-th consecutive opening (counting from 1) lasts
+/// `min(recovery_timeout × multiplier^(k-1), max)`, then shortened by a random fraction
+/// of at most `jitter`. Closing the circuit starts the count again.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    /// Growth factor per consecutive opening, at least 1.
+    pub multiplier: f64,
+    /// Upper bound of a break, at least `recovery_timeout`.
+    pub max: Duration,
+    /// Random shortening, in `[0, 1)`: 0.2 means a break lasts 80–100 % of its nominal length.
+    pub jitter: f64,
+}
+
+/// A configuration value broke a rule. Names the field and the rule.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_circuit_breaker::CircuitBreakerConfig;
+///
+/// let err = CircuitBreakerConfig::builder()
+///     .monitoring_window(Duration::ZERO)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "monitoring_window");
+/// assert_eq!(err.to_string(), "invalid circuit breaker config: `monitoring_window` must be greater than zero");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    rule: &'static str,
+}
+
+impl ConfigError {
+    pub(crate) const fn new(field: &'static str, rule: &'static str) -> Self {
+        ConfigError { field, rule }
+    }
+
+    /// The offending field, as named in [`CircuitBreakerConfigBuilder`].
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The rule it broke, e.g. "must be at least 1".
+    pub fn rule(&self) -> &'static str {
+        self.rule
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid circuit breaker config: `{}` {}",
+            self.field, self.rule
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Default for CircuitBreakerConfig {
+    /// 5 consecutive failures among at least 5 calls in a 60 s window open the circuit for
+    /// 30 s; calls over 1 s are slow; one half-open probe.
+    fn default() -> Self {
+        CircuitBreakerConfig::seed(5, 30_000, 1_000, 60_000, 5)
+    }
+}
+
+impl CircuitBreakerConfig {
+    const fn seed(
+        failure_threshold: u32,
+        recovery_ms: u64,
+        expected_ms: u64,
+        window_ms: u64,
+        minimum_request_count: u32,
+    ) -> Self {
+        CircuitBreakerConfig {
+            failure_threshold,
+            recovery_timeout: Duration::from_millis(recovery_ms),
+            expected_response_time: Duration::from_millis(expected_ms),
+            monitoring_window: Duration::from_millis(window_ms),
+            minimum_request_count,
+            half_open_max_calls: 1,
+            window_buckets: 10,
+            failure_rate_threshold: None,
+            slow_call_rate_threshold: None,
+            slow_call_is_failure: true,
+            dropped_call_is_failure: false,
+            metrics_only: false,
+            backoff: None,
+        }
+    }
+
+    /// Cognito JWT verification (JWKS fetch): 3 failures, 30 s recovery, 2 s expected
+    /// response time, 60 s window, at least 5 requests. The seed's numbers.
+    pub const fn cognito() -> Self {
+        Self::seed(3, 30_000, 2_000, 60_000, 5)
+    }
+
+    /// DynamoDB writes: 3 failures, 20 s recovery, 500 ms expected response time,
+    /// 60 s window, at least 5 requests. The seed's numbers.
+    pub const fn dynamodb() -> Self {
+        Self::seed(3, 20_000, 500, 60_000, 5)
+    }
+
+    /// API Gateway Management API `PostToConnection`: 5 failures, 15 s recovery, 1 s
+    /// expected response time, 30 s window, at least 3 requests. The seed's numbers.
+    pub const fn api_gateway_management() -> Self {
+        Self::seed(5, 15_000, 1_000, 30_000, 3)
+    }
+
+    /// A builder starting from [`Default`].
+    pub fn builder() -> CircuitBreakerConfigBuilder {
+        CircuitBreakerConfigBuilder {
+            config: Self::default(),
+        }
+    }
+
+    /// A builder starting from this configuration.
+    pub fn to_builder(&self) -> CircuitBreakerConfigBuilder {
+        CircuitBreakerConfigBuilder {
+            config: self.clone(),
+        }
+    }
+
+    /// Trailing consecutive failures (in the window) that open the circuit.
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold
+    }
+    /// Time the circuit stays Open before admitting a probe.
+    pub fn recovery_timeout(&self) -> Duration {
+        self.recovery_timeout
+    }
+    /// A call that takes longer than this is slow.
+    pub fn expected_response_time(&self) -> Duration {
+        self.expected_response_time
+    }
+    /// Length of the sliding window.
+    pub fn monitoring_window(&self) -> Duration {
+        self.monitoring_window
+    }
+    /// Calls in the window needed before the circuit may open.
+    pub fn minimum_request_count(&self) -> u32 {
+        self.minimum_request_count
+    }
+    /// Probes admitted in HalfOpen; all must succeed to close.
+    pub fn half_open_max_calls(&self) -> u32 {
+        self.half_open_max_calls
+    }
+    /// Buckets the window is divided into.
+    pub fn window_buckets(&self) -> u32 {
+        self.window_buckets
+    }
+    /// Optional failure-rate criterion.
+    pub fn failure_rate_threshold(&self) -> Option<f64> {
+        self.failure_rate_threshold
+    }
+    /// Optional slow-call-rate criterion.
+    pub fn slow_call_rate_threshold(&self) -> Option<f64> {
+        self.slow_call_rate_threshold
+    }
+    /// Whether a slow call counts as a failure for tripping.
+    pub fn slow_call_is_failure(&self) -> bool {
+        self.slow_call_is_failure
+    }
+    /// Whether a call whose future is dropped before completing counts as a failure.
+    pub fn dropped_call_is_failure(&self) -> bool {
+        self.dropped_call_is_failure
+    }
+    /// Shadow mode: record and report, never reject.
+    pub fn metrics_only(&self) -> bool {
+        self.metrics_only
+    }
+    /// Growing break duration, if any.
+    pub fn backoff(&self) -> Option<Backoff> {
+        self.backoff
+    }
+
+    /// Width of one bucket, in nanoseconds. Exact: validation requires the window to
+    /// divide evenly.
+    pub(crate) fn bucket_width_ns(&self) -> u64 {
+        (self.monitoring_window.as_nanos() / u128::from(self.window_buckets)) as u64
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+            if d.is_zero() {
+                return Err(ConfigError::new(field, "must be greater than zero"));
+            }
+            if d > MAX_DURATION {
+                return Err(ConfigError::new(field, "must be at most 365 days"));
+            }
+            Ok(())
+        }
+        fn rate(field: &'static str, r: Option<f64>) -> Result<(), ConfigError> {
+            match r {
+                Some(r) if !(r > 0.0 && r <= 1.0) => {
+                    Err(ConfigError::new(field, "must be in (0, 1]"))
+                }
+                _ => Ok(()),
+            }
+        }
+        if self.failure_threshold == 0 {
+            return Err(ConfigError::new("failure_threshold", "must be at least 1"));
+        }
+        positive("recovery_timeout", self.recovery_timeout)?;
+        positive("expected_response_time", self.expected_response_time)?;
+        positive("monitoring_window", self.monitoring_window)?;
+        if self.half_open_max_calls == 0 {
+            return Err(ConfigError::new(
+                "half_open_max_calls",
+                "must be at least 1",
+            ));
+        }
+        if self.half_open_max_calls > crate::state::MAX_PROBES {
+            return Err(ConfigError::new(
+                "half_open_max_calls",
+                "must be at most 4095",
+            ));
+        }
+        if self.window_buckets == 0 || self.window_buckets > 1_000 {
+            return Err(ConfigError::new(
+                "window_buckets",
+                "must be between 1 and 1000",
+            ));
+        }
+        let window_ns = self.monitoring_window.as_nanos();
+        if window_ns % u128::from(self.window_buckets) != 0 {
+            return Err(ConfigError::new(
+                "window_buckets",
+                "must divide `monitoring_window` into whole nanoseconds",
+            ));
+        }
+        if self.bucket_width_ns() < 1_000_000 {
+            return Err(ConfigError::new(
+                "window_buckets",
+                "must leave buckets of at least 1 ms of `monitoring_window`",
+            ));
+        }
+        rate("failure_rate_threshold", self.failure_rate_threshold)?;
+        rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
+        if let Some(b) = self.backoff {
+            if !(b.multiplier >= 1.0 && b.multiplier.is_finite()) {
+                return Err(ConfigError::new(
+                    "backoff.multiplier",
+                    "must be a finite number ≥ 1",
+                ));
+            }
+            if b.max < self.recovery_timeout {
+                return Err(ConfigError::new(
+                    "backoff.max",
+                    "must be at least `recovery_timeout`",
+                ));
+            }
+            positive("backoff.max", b.max)?;
+            if !(0.0..1.0).contains(&b.jitter) {
+                return Err(ConfigError::new("backoff.jitter", "must be in [0, 1)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Durations beyond this are refused: they would overflow time arithmetic and no
+/// circuit needs them.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Builds a [`CircuitBreakerConfig`]; [`build`](Self::build) validates it.
+///
+/// See the [module docs](crate::config) for how the seed's options map to these.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct CircuitBreakerConfigBuilder {
+    config: CircuitBreakerConfig,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    )*};
+}
+
+impl CircuitBreakerConfigBuilder {
+    setters! {
+        /// Trailing consecutive failures in the window that open the circuit (≥ 1).
+        failure_threshold: u32;
+        /// Time spent Open before a probe is admitted (> 0).
+        recovery_timeout: Duration;
+        /// Calls slower than this are slow (> 0).
+        expected_response_time: Duration;
+        /// Length of the sliding window (> 0).
+        monitoring_window: Duration;
+        /// Calls in the window needed before the circuit may open (0 = no minimum).
+        minimum_request_count: u32;
+        /// Probes admitted in HalfOpen (1..=4095); all must succeed to close.
+        half_open_max_calls: u32;
+        /// Buckets in the window (1..=1000); each at least 1 ms and the window divisible by them.
+        window_buckets: u32;
+        /// Slow calls count as failures for tripping (default `true`). With `false` they are
+        /// neutral for tripping and only counted.
+        slow_call_is_failure: bool;
+        /// Calls whose future is dropped before completing count as failures (default
+        /// `false`: they are ignored). The AWS adapter turns this on, since the SDK's
+        /// attempt timeout reaches the connector only as a dropped future.
+        dropped_call_is_failure: bool;
+        /// Shadow mode: the circuit records, transitions and reports, but admits every call.
+        metrics_only: bool;
+    }
+
+    /// Also open when the window's failure rate reaches `rate` (in (0, 1]).
+    pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
+        self.config.failure_rate_threshold = Some(rate);
+        self
+    }
+
+    /// Also open when the window's slow-call rate reaches `rate` (in (0, 1]).
+    pub fn slow_call_rate_threshold(mut self, rate: f64) -> Self {
+        self.config.slow_call_rate_threshold = Some(rate);
+        self
+    }
+
+    /// Grow the break duration on consecutive openings. See [`Backoff`].
+    pub fn backoff(mut self, multiplier: f64, max: Duration, jitter: f64) -> Self {
+        self.config.backoff = Some(Backoff {
+            multiplier,
+            max,
+            jitter,
+        });
+        self
+    }
+
+    /// Checks every rule and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field that breaks a rule.
+    pub fn build(self) -> Result<CircuitBreakerConfig, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_default_are_valid() {
+        for c in [
+            CircuitBreakerConfig::default(),
+            CircuitBreakerConfig::cognito(),
+            CircuitBreakerConfig::dynamodb(),
+            CircuitBreakerConfig::api_gateway_management(),
+        ] {
+            c.validate().unwrap();
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Error types.
+//!
+//! A rejected call fails with [`CircuitOpen`]. Through a [`CircuitBreaker`] without a
+//! fallback it arrives boxed in a [`BoxError`]; recognise it by downcasting:
+//!
+//! ```
+//! use tower_circuit_breaker::{BoxError, error::CircuitOpen};
+//!
+//! fn is_rejection(err: &BoxError) -> bool {
+//!     err.is::<CircuitOpen>()
+//! }
+//! # assert!(!is_rejection(&"other".into()));
+//! ```
+//!
+//! Inner errors pass through unchanged, boxed.
+//!
+//! [`CircuitBreaker`]: crate::CircuitBreaker
+//! [`BoxError`]: crate::BoxError
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use crate::config::ConfigError;
+
+/// Why a call was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The circuit tripped and its recovery timeout has not elapsed.
+    Open,
+    /// The circuit was opened by hand ([`Circuit::force_open`](crate::Circuit::force_open)).
+    ForcedOpen,
+    /// The circuit is half-open and every probe slot is taken.
+    HalfOpenFull,
+}
+
+impl RejectReason {
+    /// A short lowercase name: `open`, `forced_open`, `half_open_full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Open => "open",
+            RejectReason::ForcedOpen => "forced_open",
+            RejectReason::HalfOpenFull => "half_open_full",
+        }
+    }
+}
+
+/// The circuit rejected the call without calling the inner service.
+///
+/// Says which circuit, why, and when it may admit again ([`retry_after`](Self::retry_after)).
+#[derive(Clone, Debug)]
+pub struct CircuitOpen {
+    circuit: Arc<str>,
+    reason: RejectReason,
+    retry_after: Option<Duration>,
+}
+
+impl CircuitOpen {
+    pub(crate) fn new(
+        circuit: Arc<str>,
+        reason: RejectReason,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        CircuitOpen {
+            circuit,
+            reason,
+            retry_after,
+        }
+    }
+
+    /// The name of the circuit that rejected the call.
+    pub fn circuit(&self) -> &str {
+        &self.circuit
+    }
+
+    /// Why the call was rejected.
+    pub fn reason(&self) -> RejectReason {
+        self.reason
+    }
+
+    /// How long until the circuit admits a probe, when that is known: the rest of the
+    /// recovery timeout for [`RejectReason::Open`]; `None` when forced open or when waiting
+    /// on in-flight probes.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            RejectReason::Open => write!(f, "circuit `{}` is open", self.circuit)?,
+            RejectReason::ForcedOpen => write!(f, "circuit `{}` is forced open", self.circuit)?,
+            RejectReason::HalfOpenFull => write!(
+                f,
+                "circuit `{}` is half-open and its probes are in flight",
+                self.circuit
+            )?,
+        }
+        if let Some(d) = self.retry_after {
+            write!(f, "; retry after {d:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+/// The error of [`Circuit::call`](crate::Circuit::call): a rejection, or the operation's
+/// own error, untouched.
+#[derive(Debug)]
+pub enum CallError<E> {
+    /// The circuit rejected the call; the operation was not started.
+    Rejected(CircuitOpen),
+    /// The operation ran and failed with this error.
+    Inner(E),
+}
+
+impl<E> CallError<E> {
+    /// The rejection, if this is one.
+    pub fn rejection(&self) -> Option<&CircuitOpen> {
+        match self {
+            CallError::Rejected(r) => Some(r),
+            CallError::Inner(_) => None,
+        }
+    }
+
+    /// The operation's error, if it ran.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            CallError::Rejected(_) => None,
+            CallError::Inner(e) => Some(e),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Rejected(r) => r.fmt(f),
+            CallError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Rejected(r) => Some(r),
+            CallError::Inner(e) => Some(e),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Response futures of [`CircuitBreaker`](crate::CircuitBreaker).
+//!
+//! [`ResponseFuture`] is the future without a fallback: it resolves to the inner
+//! service's result (errors boxed) or, when the circuit rejected the call, to a boxed
+//! [`CircuitOpen`]. [`FallbackFuture`] is the future with a fallback: a rejection runs the
+//! fallback instead and the inner error type is kept.
+//!
+//! Both classify the inner result when it is ready and pass it on untouched. Dropping
+//! one before it completes follows the circuit's dropped-call policy and always gives back
+//! a half-open probe slot.
+
+use crate::BoxError;
+use crate::circuit::Permit;
+use crate::classify::Classify;
+use crate::error::CircuitOpen;
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+pin_project! {
+    /// An admitted call: the inner future, and the permit that reports its verdict.
+    struct Tracked<F, C> {
+        #[pin]
+        fut: F,
+        tracker: Option<(Permit, C)>,
+    }
+}
+
+impl<F, C, T, E> Future for Tracked<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.fut.poll(cx));
+        if let Some((permit, classifier)) = this.tracker.take() {
+            permit.complete(classifier.classify(&result));
+        }
+        Poll::Ready(result)
+    }
+}
+
+pin_project! {
+    /// Response future of [`CircuitBreaker`](crate::CircuitBreaker) without a fallback.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        state: ResponseState<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = ResponseStateProj]
+    enum ResponseState<F, C> {
+        Called { #[pin] fut: Tracked<F, C> },
+        Rejected { error: Option<CircuitOpen> },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(fut: F, permit: Permit, classifier: C) -> Self {
+        ResponseFuture {
+            state: ResponseState::Called {
+                fut: Tracked {
+                    fut,
+                    tracker: Some((permit, classifier)),
+                },
+            },
+        }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        ResponseFuture {
+            state: ResponseState::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            ResponseStateProj::Called { fut } => fut.poll(cx).map_err(Into::into),
+            ResponseStateProj::Rejected { error } => {
+                let error = error.take().expect("polled after completion");
+                Poll::Ready(Err(Box::new(error)))
+            }
+        }
+    }
+}
+
+impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Response future of [`CircuitBreaker`](crate::CircuitBreaker) with a fallback.
+    pub struct FallbackFuture<F, C, G> {
+        #[pin]
+        state: FallbackState<F, C, G>,
+    }
+}
+
+pin_project! {
+    #[project = FallbackStateProj]
+    enum FallbackState<F, C, G> {
+        Called { #[pin] fut: Tracked<F, C> },
+        Fallback { #[pin] fut: G },
+    }
+}
+
+impl<F, C, G> FallbackFuture<F, C, G> {
+    pub(crate) fn called(fut: F, permit: Permit, classifier: C) -> Self {
+        FallbackFuture {
+            state: FallbackState::Called {
+                fut: Tracked {
+                    fut,
+                    tracker: Some((permit, classifier)),
+                },
+            },
+        }
+    }
+
+    pub(crate) fn fallback(fut: G) -> Self {
+        FallbackFuture {
+            state: FallbackState::Fallback { fut },
+        }
+    }
+}
+
+impl<F, C, G, T, E> Future for FallbackFuture<F, C, G>
+where
+    F: Future<Output = Result<T, E>>,
+    G: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            FallbackStateProj::Called { fut } => fut.poll(cx),
+            FallbackStateProj::Fallback { fut } => fut.poll(cx),
+        }
+    }
+}
+
+impl<F, C, G> std::fmt::Debug for FallbackFuture<F, C, G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,125 @@
+//! A circuit breaker for any [`tower::Service`](tower_service::Service): a lock-free Closed
+//! path, a sliding time window, bounded half-open probes, fallbacks, honest stats, and the
+//! presets of an AWS Lambda chat backend.
+//!
+//! # Overview
+//!
+//! A circuit breaker stops calling a dependency that keeps failing, fails fast while it
+//! recovers, and lets a few probes through to find out when it has. "Open" means
+//! *tripped*: calls are rejected.
+//!
+//! * [`CircuitBreakerLayer`] wraps a service; every service it wraps and every clone
+//!   shares one [`Circuit`].
+//! * [`Circuit`] is the state machine: [`state`](Circuit::state), [`stats`](Circuit::stats),
+//!   manual control, listeners, live reconfiguration, and [`call`](Circuit::call) for
+//!   futures outside tower.
+//! * [`CircuitBreakerConfig`] holds validated settings, with the seed's presets
+//!   [`cognito`](CircuitBreakerConfig::cognito), [`dynamodb`](CircuitBreakerConfig::dynamodb)
+//!   and [`api_gateway_management`](CircuitBreakerConfig::api_gateway_management).
+//! * [`classify`] decides what a failure is: success, failure, or ignored.
+//! * A rejection is an [`error::CircuitOpen`], recognised by downcasting a [`BoxError`].
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_circuit_breaker::{BoxError, CircuitBreakerConfig, CircuitBreakerLayer, error::CircuitOpen};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let breaker = CircuitBreakerLayer::named("dynamodb", CircuitBreakerConfig::dynamodb());
+//! let circuit = breaker.circuit().clone();
+//! let svc = ServiceBuilder::new()
+//!     .layer(breaker)
+//!     .timeout(Duration::from_millis(800))
+//!     .service_fn(|item: &'static str| async move { Ok::<_, BoxError>(item.len()) });
+//!
+//! assert_eq!(svc.clone().oneshot("hello").await?, 5);
+//!
+//! circuit.force_open();
+//! let err = svc.oneshot("hello").await.unwrap_err();
+//! assert!(err.is::<CircuitOpen>());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Order
+//!
+//! Where the breaker sits in a `ServiceBuilder` decides what it counts:
+//!
+//! ```
+//! # use std::time::Duration;
+//! # use tower::ServiceBuilder;
+//! # use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+//! # let inner = tower::service_fn(|r: u8| async move { Ok::<_, std::io::Error>(r) });
+//! // Breaker outside the timeout: a timed-out call is a failure the breaker sees.
+//! let svc = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(CircuitBreakerConfig::dynamodb()))
+//!     .timeout(Duration::from_millis(800))
+//!     .service(inner);
+//! # drop(svc);
+//! ```
+//!
+//! * **Breaker outside `timeout`** (above): timeouts count as failures. Inside it, a
+//!   timed-out call is a dropped future, ignored unless
+//!   [`dropped_call_is_failure`](config::CircuitBreakerConfigBuilder::dropped_call_is_failure)
+//!   is set. `expected_response_time` only marks calls slow; aborting them is
+//!   `timeout`'s job.
+//! * **Retry outside the breaker** counts every attempt: three failed attempts of one
+//!   operation are three failures, and a retry sent while the circuit is open is rejected
+//!   at once (do not retry [`CircuitOpen`](error::CircuitOpen)).
+//! * **Retry inside the breaker** counts operations: the breaker sees one outcome after
+//!   all attempts.
+//! * **Backpressure mode** ([`CircuitBreakerLayer::backpressure`]) makes `poll_ready`
+//!   wait while open; put `load_shed()` above it when callers must not wait.
+//!
+//! # Time
+//!
+//! Time comes from [`tokio::time::Instant`], so tests can use `tokio::time::pause` and
+//! `advance`. There is no timer and no background task: Open → HalfOpen happens on the
+//! first call after the break, which is right for an AWS Lambda sandbox frozen between
+//! invocations.
+//!
+//! # Feature flags
+//!
+//! * `http`: [`classify::HttpStatusAsFailures`] (5xx, 408, 429 are failures; optional
+//!   `Retry-After`).
+//!
+//! # Supported Rust versions
+//!
+//! The minimum supported Rust version is 1.85 (edition 2024). Raising it is a minor
+//! version change.
+#![warn(
+    missing_debug_implementations,
+    missing_docs,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod circuit;
+pub mod classify;
+pub mod config;
+pub mod error;
+mod fallback;
+pub mod future;
+mod layer;
+mod service;
+mod state;
+pub mod stats;
+mod window;
+
+pub use circuit::Circuit;
+pub use config::CircuitBreakerConfig;
+pub use fallback::{Fallback, FallbackFn, NoFallback};
+pub use layer::CircuitBreakerLayer;
+pub use service::CircuitBreaker;
+pub use state::CircuitState;
+pub use stats::CircuitBreakerStats;
+
+/// The boxed error of a [`CircuitBreaker`] without a fallback: the inner error, or a
+/// [`CircuitOpen`](error::CircuitOpen).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

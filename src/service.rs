@@ -1,0 +1,248 @@
+use crate::circuit::{Circuit, Permit};
+use crate::classify::{Classify, ErrorsAsFailures};
+use crate::error::CircuitOpen;
+use crate::fallback::{Fallback, NoFallback};
+use crate::future::{FallbackFuture, ResponseFuture};
+use crate::{BoxError, CircuitBreakerConfig, CircuitBreakerLayer};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::time::Sleep;
+use tower_service::Service;
+
+/// A [`Service`] behind a circuit breaker. Made by [`CircuitBreakerLayer`].
+///
+/// Every clone shares one [`Circuit`]. Each clone keeps its own readiness decision:
+/// `poll_ready` asks the circuit, `call` acts on the answer, and "readiness only counts
+/// once".
+///
+/// * **Reject mode** (default): when the circuit rejects, `poll_ready` is ready at once
+///   *without polling the inner service*, and `call` returns a future that fails with
+///   [`CircuitOpen`] (or runs the fallback). `poll_ready` never fails because the circuit
+///   is open: a `Buffer` would latch such an error and a balancer would evict the service.
+/// * **Backpressure mode** ([`CircuitBreakerLayer::backpressure`]): `poll_ready` is
+///   `Pending` while the circuit would reject, and wakes when the break ends, a probe slot
+///   frees up, or the circuit is reset. Waiting is not counted as a rejection.
+///
+/// A half-open probe slot is reserved in `poll_ready` and moved into the response future;
+/// it is given back if the future is dropped, the call is ignored, or the service is
+/// dropped before `call`.
+pub struct CircuitBreaker<S, C = ErrorsAsFailures, F = NoFallback> {
+    inner: S,
+    circuit: Circuit,
+    classifier: C,
+    fallback: F,
+    backpressure: bool,
+    decision: Decision,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+enum Decision {
+    Undecided,
+    Admitted(Permit),
+    Rejected(CircuitOpen),
+}
+
+impl<S> CircuitBreaker<S> {
+    /// Wraps `inner` in a new circuit with `config`.
+    pub fn new(inner: S, config: CircuitBreakerConfig) -> Self {
+        Self::from_parts(
+            inner,
+            Circuit::new(config),
+            ErrorsAsFailures,
+            NoFallback,
+            false,
+        )
+    }
+
+    /// A [`CircuitBreakerLayer`] with a new circuit; a shortcut for
+    /// [`CircuitBreakerLayer::new`].
+    pub fn layer(config: CircuitBreakerConfig) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::new(config)
+    }
+}
+
+impl<S, C, F> CircuitBreaker<S, C, F> {
+    pub(crate) fn from_parts(
+        inner: S,
+        circuit: Circuit,
+        classifier: C,
+        fallback: F,
+        backpressure: bool,
+    ) -> Self {
+        CircuitBreaker {
+            inner,
+            circuit,
+            classifier,
+            fallback,
+            backpressure,
+            decision: Decision::Undecided,
+            sleep: None,
+        }
+    }
+
+    /// The circuit this service reports to.
+    pub fn circuit(&self) -> &Circuit {
+        &self.circuit
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Decides admission for the next call. `Pending` only in backpressure mode.
+    fn poll_decision(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !matches!(self.decision, Decision::Undecided) {
+            return Poll::Ready(());
+        }
+        if !self.backpressure {
+            self.decision = match self.circuit.acquire() {
+                Ok(permit) => Decision::Admitted(permit),
+                Err(open) => Decision::Rejected(open),
+            };
+            return Poll::Ready(());
+        }
+        loop {
+            if let Some(permit) = self.circuit.try_acquire_quiet() {
+                self.sleep = None;
+                self.decision = Decision::Admitted(permit);
+                return Poll::Ready(());
+            }
+            // Register first, then look again: a transition in between is not lost.
+            self.circuit.register_waiter(cx.waker());
+            if let Some(permit) = self.circuit.try_acquire_quiet() {
+                self.sleep = None;
+                self.decision = Decision::Admitted(permit);
+                return Poll::Ready(());
+            }
+            let Some(at) = self.circuit.reopens_at() else {
+                return Poll::Pending;
+            };
+            match &mut self.sleep {
+                Some(sleep) if sleep.deadline() == at => {}
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+            let sleep = self.sleep.as_mut().expect("set above");
+            ready!(sleep.as_mut().poll(cx));
+        }
+    }
+
+    fn take_decision(&mut self) -> Decision {
+        match std::mem::replace(&mut self.decision, Decision::Undecided) {
+            Decision::Undecided => panic!("poll_ready must be called first"),
+            d => d,
+        }
+    }
+}
+
+use std::future::Future as _;
+
+impl<S, C, F> Clone for CircuitBreaker<S, C, F>
+where
+    S: Clone,
+    C: Clone,
+    F: Clone,
+{
+    fn clone(&self) -> Self {
+        Self::from_parts(
+            self.inner.clone(),
+            self.circuit.clone(),
+            self.classifier.clone(),
+            self.fallback.clone(),
+            self.backpressure,
+        )
+    }
+}
+
+impl<S: std::fmt::Debug, C, F> std::fmt::Debug for CircuitBreaker<S, C, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("circuit", &self.circuit)
+            .field("backpressure", &self.backpressure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C, NoFallback>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        ready!(self.poll_decision(cx));
+        match self.decision {
+            Decision::Admitted(_) => match ready!(self.inner.poll_ready(cx)) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(e) => {
+                    self.decision = Decision::Undecided;
+                    Poll::Ready(Err(e.into()))
+                }
+            },
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.take_decision() {
+            Decision::Admitted(mut permit) => {
+                permit.start();
+                ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
+            }
+            Decision::Rejected(open) => ResponseFuture::rejected(open),
+            Decision::Undecided => unreachable!(),
+        }
+    }
+}
+
+impl<S, C, G, Req> Service<Req> for CircuitBreaker<S, C, Fallback<G>>
+where
+    S: Service<Req>,
+    G: Service<Req, Response = S::Response, Error = S::Error>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = FallbackFuture<S::Future, C, G::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        ready!(self.poll_decision(cx));
+        let ready = match self.decision {
+            Decision::Admitted(_) => ready!(self.inner.poll_ready(cx)),
+            _ => ready!(self.fallback.0.poll_ready(cx)),
+        };
+        if ready.is_err() {
+            self.decision = Decision::Undecided;
+        }
+        Poll::Ready(ready)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.take_decision() {
+            Decision::Admitted(mut permit) => {
+                permit.start();
+                FallbackFuture::called(self.inner.call(req), permit, self.classifier.clone())
+            }
+            Decision::Rejected(_) => FallbackFuture::fallback(self.fallback.0.call(req)),
+            Decision::Undecided => unreachable!(),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Statistics and transition events.
+//!
+//! [`CircuitBreakerStats`] carries the seed's `CircuitBreakerStats` fields, Rust-typed,
+//! plus the counts a Rust user needs to trust them: rejected, ignored and slow calls, the
+//! consecutive-failure run, and the window's own counts.
+//!
+//! # Lifetime and window
+//!
+//! `success_count`, `failure_count`, `total_requests`, `slow_count`, `rejected_count` and
+//! `ignored_count` are lifetime totals since the circuit was created: nothing resets them,
+//! not a transition, not [`reset`](crate::Circuit::reset), not a reconfiguration.
+//! `failure_rate`, `slow_call_rate`, `consecutive_failures` and [`window`](CircuitBreakerStats::window)
+//! describe the sliding window, which is what the trip rule judges.
+
+use crate::CircuitState;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A manual override in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ManualOverride {
+    /// [`Circuit::force_open`](crate::Circuit::force_open): every call is rejected.
+    ForcedOpen,
+    /// [`Circuit::disable`](crate::Circuit::disable): every call is admitted and nothing is recorded.
+    Disabled,
+}
+
+/// The window's own counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WindowStats {
+    /// Completed, non-ignored calls in the window.
+    pub requests: u64,
+    /// Of those, calls the classifier called failures.
+    pub failures: u64,
+    /// Of those, calls that succeeded.
+    pub successes: u64,
+    /// Of those, calls slower than `expected_response_time`.
+    pub slow: u64,
+}
+
+/// A snapshot of one circuit. See the [module docs](crate::stats).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CircuitBreakerStats {
+    /// The state the circuit acts in (forced open reports `Open`, disabled `Closed`).
+    pub state: CircuitState,
+    /// A manual override in force, if any.
+    pub manual_override: Option<ManualOverride>,
+    /// Shadow mode: would-be rejections are admitted and counted in `rejected_count`.
+    pub metrics_only: bool,
+    /// Calls that failed, lifetime.
+    pub failure_count: u64,
+    /// Calls that succeeded, lifetime.
+    pub success_count: u64,
+    /// Completed, non-ignored calls (`success_count + failure_count`), lifetime. Rejected
+    /// and ignored calls are counted apart.
+    pub total_requests: u64,
+    /// When the last failure completed (millisecond precision).
+    pub last_failure_time: Option<SystemTime>,
+    /// When the last success completed (millisecond precision).
+    pub last_success_time: Option<SystemTime>,
+    /// While Open (not forced): when the next call will be let through as a probe.
+    pub next_attempt_time: Option<SystemTime>,
+    /// Failures the trip rule sees (failures, plus slow successes when slow calls count as
+    /// failures) over requests, in the window; 0 when the window is empty. In `0..=1`.
+    pub failure_rate: f64,
+    /// Slow calls over requests, in the window; in `0..=1`.
+    pub slow_call_rate: f64,
+    /// Calls rejected (or, in shadow mode, that would have been), lifetime.
+    pub rejected_count: u64,
+    /// Calls classified as ignored or dropped and not counted, lifetime.
+    pub ignored_count: u64,
+    /// Calls slower than `expected_response_time`, lifetime, whatever their result.
+    pub slow_count: u64,
+    /// The trailing run of consecutive failures inside the window, as the trip rule sees it.
+    pub consecutive_failures: u64,
+    /// Half-open probes in flight.
+    pub half_open_in_flight: u32,
+    /// The window's own counts.
+    pub window: WindowStats,
+}
+
+/// Why the circuit changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransitionReason {
+    /// The trip rule held after an outcome.
+    Tripped,
+    /// A classifier returned [`Verdict::OpenFor`](crate::classify::Verdict::OpenFor).
+    RetryAfter,
+    /// The recovery timeout elapsed and a call arrived: it became a probe.
+    RecoveryTimeoutElapsed,
+    /// Every half-open probe succeeded.
+    ProbesSucceeded,
+    /// A half-open probe failed.
+    ProbeFailed,
+    /// [`Circuit::force_open`](crate::Circuit::force_open).
+    ForcedOpen,
+    /// [`Circuit::disable`](crate::Circuit::disable).
+    Disabled,
+    /// [`Circuit::reset`](crate::Circuit::reset).
+    Reset,
+}
+
+impl TransitionReason {
+    /// A short snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionReason::Tripped => "tripped",
+            TransitionReason::RetryAfter => "retry_after",
+            TransitionReason::RecoveryTimeoutElapsed => "recovery_timeout_elapsed",
+            TransitionReason::ProbesSucceeded => "probes_succeeded",
+            TransitionReason::ProbeFailed => "probe_failed",
+            TransitionReason::ForcedOpen => "forced_open",
+            TransitionReason::Disabled => "disabled",
+            TransitionReason::Reset => "reset",
+        }
+    }
+}
+
+/// A real state change (never a same-state one), as listeners receive it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TransitionEvent {
+    /// The circuit's name.
+    pub circuit: Arc<str>,
+    /// The state before.
+    pub from: CircuitState,
+    /// The state after.
+    pub to: CircuitState,
+    /// What caused it.
+    pub reason: TransitionReason,
+    /// When it happened.
+    pub at: SystemTime,
+    /// The circuit's stats right after the transition.
+    pub stats: CircuitBreakerStats,
+}

@@ -1,0 +1,413 @@
+//! The sliding window: a ring of time buckets, striped per thread.
+//!
+//! # Why buckets
+//!
+//! A breaker has to answer "how many calls, and how many failures, in the last
+//! `monitoring_window`?" after every outcome. Keeping one record per call (a
+//! `VecDeque` of timestamps) makes that O(calls in window): the cost of a call grows with
+//! the load, which is the wrong way round for a component that exists to protect a
+//! service under load. A ring of `n` fixed buckets answers in O(n) with `n` small and
+//! constant, and recording is O(1): one atomic add.
+//!
+//! Time is cut into buckets of width `w = monitoring_window / n`. An outcome at time `t`
+//! goes into bucket `floor(t / w)` and leaves the window at `floor(t / w) * w + window`:
+//! exactly at `t + window` when `t` starts a bucket, up to one bucket width earlier
+//! otherwise.
+//!
+//! # Why stripes
+//!
+//! Two cores adding to one counter bounce its cache line between them, which costs about
+//! five times an uncontended add. Each thread therefore writes to its own stripe (a
+//! disjoint set of 128-byte lines) and readers sum the stripes. Reads happen only when a
+//! trip is possible or stats are asked for.
+//!
+//! # Why lifetime counts are not separate counters
+//!
+//! The lifetime totals in the stats are derived: `retired + Σ every bucket`, where a
+//! bucket's counts move into `retired` when the bucket is reused or the window is cleared.
+//! So the hot path writes each outcome once, and nothing is ever lost on rotation.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Counters per bucket per stripe: `calls | failures << 32` and `slow_ok | slow_err << 32`.
+const CELLS_PER_BUCKET: usize = 2;
+/// Per-stripe counters that are not part of the window: rejected and ignored calls.
+const STRIPE_EXTRA: usize = 2;
+const REJECTED: usize = 0;
+const IGNORED: usize = 1;
+const LINE: usize = 16; // u64s per 128-byte line
+
+const LOW: u64 = 1;
+const HIGH: u64 = 1 << 32;
+
+#[repr(align(128))]
+struct Line([AtomicU64; LINE]);
+
+impl Line {
+    fn new() -> Self {
+        Line(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// Number of stripes, shared by every window in the process: the next power of two at or
+/// above the available parallelism, at most 8.
+fn stripes() -> usize {
+    static STRIPES: AtomicUsize = AtomicUsize::new(0);
+    match STRIPES.load(Ordering::Relaxed) {
+        0 => {
+            let n = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, 8)
+                .next_power_of_two();
+            STRIPES.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
+}
+
+/// The stripe this thread writes to.
+#[inline]
+fn stripe_index(mask: usize) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static ID: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    ID.with(|id| *id & mask)
+}
+
+/// What an outcome adds to the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) failed: bool,
+    pub(crate) slow: bool,
+}
+
+/// Counts summed over some set of buckets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow_successes: u64,
+    pub(crate) slow_failures: u64,
+}
+
+impl Counts {
+    fn add_cells(&mut self, a: u64, b: u64) {
+        self.calls += a & 0xffff_ffff;
+        self.failures += a >> 32;
+        self.slow_successes += b & 0xffff_ffff;
+        self.slow_failures += b >> 32;
+    }
+
+    pub(crate) fn add(&mut self, other: Counts) {
+        self.calls += other.calls;
+        self.failures += other.failures;
+        self.slow_successes += other.slow_successes;
+        self.slow_failures += other.slow_failures;
+    }
+
+    pub(crate) fn record(&mut self, o: Outcome) {
+        self.calls += 1;
+        self.failures += u64::from(o.failed);
+        self.slow_successes += u64::from(o.slow && !o.failed);
+        self.slow_failures += u64::from(o.slow && o.failed);
+    }
+
+    pub(crate) fn successes(&self) -> u64 {
+        self.calls - self.failures
+    }
+
+    pub(crate) fn slow(&self) -> u64 {
+        self.slow_successes + self.slow_failures
+    }
+
+    /// Failures as the trip rule sees them: slow successes count when `slow_is_failure`.
+    pub(crate) fn trip_failures(&self, slow_is_failure: bool) -> u64 {
+        self.failures
+            + if slow_is_failure {
+                self.slow_successes
+            } else {
+                0
+            }
+    }
+}
+
+/// A time-bucketed ring of counters. Geometry (bucket count) is fixed; the bucket width
+/// is passed in by the caller so a reconfiguration can change it.
+pub(crate) struct Window {
+    buckets: usize,
+    lines_per_stripe: usize,
+    stripe_mask: usize,
+    /// Per slot: `bucket index + 1` of the bucket it holds, 0 when empty.
+    epochs: Box<[AtomicU64]>,
+    lines: Box<[Line]>,
+    /// Counts moved out of reused or cleared buckets, plus outcomes that never entered
+    /// the window (late results, half-open probes). Only touched under `rotate`.
+    retired: Mutex<Counts>,
+}
+
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Window")
+            .field("buckets", &self.buckets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Window {
+    pub(crate) fn new(buckets: usize) -> Self {
+        let stripes = stripes();
+        let cells = STRIPE_EXTRA + buckets * CELLS_PER_BUCKET;
+        let lines_per_stripe = cells.div_ceil(LINE);
+        Window {
+            buckets,
+            lines_per_stripe,
+            stripe_mask: stripes - 1,
+            epochs: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
+            lines: (0..stripes * lines_per_stripe)
+                .map(|_| Line::new())
+                .collect(),
+            retired: Mutex::new(Counts::default()),
+        }
+    }
+
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets
+    }
+
+    #[inline]
+    fn cell(&self, stripe: usize, i: usize) -> &AtomicU64 {
+        &self.lines[stripe * self.lines_per_stripe + i / LINE].0[i % LINE]
+    }
+
+    #[inline]
+    fn stripes(&self) -> std::ops::Range<usize> {
+        0..self.stripe_mask + 1
+    }
+
+    /// Records one outcome at `now_ns` into the bucket of that instant.
+    #[inline]
+    pub(crate) fn record(&self, now_ns: u64, width_ns: u64, o: Outcome) {
+        let idx = now_ns / width_ns;
+        let slot = (idx % self.buckets as u64) as usize;
+        let epoch = self.epochs[slot].load(Ordering::Acquire);
+        if epoch != idx + 1 && !self.rotate(slot, idx) {
+            // The slot already holds a newer bucket: this outcome is older than the
+            // window (a thread stalled for a whole window). Keep it in the lifetime.
+            self.retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(o);
+            return;
+        }
+        let stripe = stripe_index(self.stripe_mask);
+        let base = STRIPE_EXTRA + slot * CELLS_PER_BUCKET;
+        self.cell(stripe, base)
+            .fetch_add(LOW + if o.failed { HIGH } else { 0 }, Ordering::Relaxed);
+        if o.slow {
+            self.cell(stripe, base + 1)
+                .fetch_add(if o.failed { HIGH } else { LOW }, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves `slot` to bucket `idx`, retiring what it held. Returns false if the slot
+    /// already holds a newer bucket.
+    #[cold]
+    fn rotate(&self, slot: usize, idx: u64) -> bool {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let epoch = self.epochs[slot].load(Ordering::Acquire);
+        if epoch == idx + 1 {
+            return true;
+        }
+        if epoch > idx + 1 {
+            return false;
+        }
+        retired.add(self.take_slot(slot));
+        self.epochs[slot].store(idx + 1, Ordering::Release);
+        true
+    }
+
+    fn take_slot(&self, slot: usize) -> Counts {
+        let base = STRIPE_EXTRA + slot * CELLS_PER_BUCKET;
+        let mut c = Counts::default();
+        for s in self.stripes() {
+            let a = self.cell(s, base).swap(0, Ordering::Relaxed);
+            let b = self.cell(s, base + 1).swap(0, Ordering::Relaxed);
+            c.add_cells(a, b);
+        }
+        c
+    }
+
+    fn slot_counts(&self, slot: usize) -> Counts {
+        let base = STRIPE_EXTRA + slot * CELLS_PER_BUCKET;
+        let mut c = Counts::default();
+        for s in self.stripes() {
+            c.add_cells(
+                self.cell(s, base).load(Ordering::Relaxed),
+                self.cell(s, base + 1).load(Ordering::Relaxed),
+            );
+        }
+        c
+    }
+
+    /// Counts of the buckets inside the window at `now_ns`.
+    pub(crate) fn counts(&self, now_ns: u64, width_ns: u64) -> Counts {
+        let cur = now_ns / width_ns;
+        let oldest = (cur + 1).saturating_sub(self.buckets as u64);
+        let mut c = Counts::default();
+        for slot in 0..self.buckets {
+            let e = self.epochs[slot].load(Ordering::Acquire);
+            if e != 0 && e - 1 >= oldest && e - 1 <= cur {
+                c.add(self.slot_counts(slot));
+            }
+        }
+        c
+    }
+
+    /// Window counts at `now_ns` and lifetime counts, read consistently with rotation.
+    pub(crate) fn snapshot(&self, now_ns: u64, width_ns: u64) -> (Counts, Counts) {
+        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let window = self.counts(now_ns, width_ns);
+        let mut lifetime = *retired;
+        for slot in 0..self.buckets {
+            lifetime.add(self.slot_counts(slot));
+        }
+        (window, lifetime)
+    }
+
+    /// Empties the window. Counts move to the lifetime totals.
+    pub(crate) fn clear(&self) {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in 0..self.buckets {
+            retired.add(self.take_slot(slot));
+            self.epochs[slot].store(0, Ordering::Release);
+        }
+    }
+
+    /// Records an outcome in the lifetime totals only.
+    pub(crate) fn record_outside(&self, o: Outcome) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(o);
+    }
+
+    #[inline]
+    pub(crate) fn count_rejected(&self) {
+        self.bump(REJECTED);
+    }
+
+    #[inline]
+    pub(crate) fn count_ignored(&self) {
+        self.bump(IGNORED);
+    }
+
+    #[inline]
+    fn bump(&self, which: usize) {
+        let stripe = stripe_index(self.stripe_mask);
+        self.cell(stripe, which).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lifetime rejected and ignored counts.
+    pub(crate) fn rejected_ignored(&self) -> (u64, u64) {
+        self.stripes().fold((0, 0), |(r, i), s| {
+            (
+                r + self.cell(s, REJECTED).load(Ordering::Relaxed),
+                i + self.cell(s, IGNORED).load(Ordering::Relaxed),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: u64 = 1_000;
+
+    fn ok() -> Outcome {
+        Outcome {
+            failed: false,
+            slow: false,
+        }
+    }
+    fn err() -> Outcome {
+        Outcome {
+            failed: true,
+            slow: false,
+        }
+    }
+
+    #[test]
+    fn outcome_leaves_at_bucket_start_plus_window() {
+        let w = Window::new(10);
+        w.record(0, W, err());
+        assert_eq!(w.counts(10 * W - 1, W).calls, 1);
+        assert_eq!(w.counts(10 * W, W).calls, 0);
+        // Lifetime keeps it.
+        assert_eq!(w.snapshot(10 * W, W).1.failures, 1);
+    }
+
+    #[test]
+    fn reuse_of_a_slot_retires_without_loss() {
+        let w = Window::new(4);
+        for t in 0..100 {
+            w.record(t * W, W, if t % 3 == 0 { err() } else { ok() });
+        }
+        let (window, life) = w.snapshot(99 * W, W);
+        assert_eq!(window.calls, 4);
+        assert_eq!(life.calls, 100);
+        assert_eq!(life.failures, 34);
+    }
+
+    #[test]
+    fn slow_counts_split_by_result() {
+        let w = Window::new(2);
+        w.record(
+            0,
+            W,
+            Outcome {
+                failed: false,
+                slow: true,
+            },
+        );
+        w.record(
+            0,
+            W,
+            Outcome {
+                failed: true,
+                slow: true,
+            },
+        );
+        let c = w.counts(0, W);
+        assert_eq!(
+            (c.calls, c.failures, c.slow_successes, c.slow_failures),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(c.trip_failures(true), 2);
+        assert_eq!(c.trip_failures(false), 1);
+    }
+
+    #[test]
+    fn clear_keeps_lifetime() {
+        let w = Window::new(3);
+        w.record(5, W, err());
+        w.clear();
+        let (window, life) = w.snapshot(5, W);
+        assert_eq!(window.calls, 0);
+        assert_eq!(life.calls, 1);
+    }
+
+    #[test]
+    fn stale_outcome_goes_to_lifetime_only() {
+        let w = Window::new(2);
+        w.record(10 * W, W, ok());
+        // Slot 0 now holds bucket 10; an outcome from bucket 8 (same slot) is too old.
+        w.record(8 * W, W, err());
+        let (window, life) = w.snapshot(10 * W, W);
+        assert_eq!(window.calls, 1);
+        assert_eq!(life.calls, 2);
+    }
+}
