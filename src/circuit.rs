@@ -385,7 +385,7 @@ impl Circuit {
         if count {
             self.shared.window.count_rejected();
         }
-        if self.flags() & FLAG_METRICS_ONLY != 0 {
+        if reason != RejectReason::ForcedOpen && self.flags() & FLAG_METRICS_ONLY != 0 {
             return Ok(self.permit(Kind::Shadow, w.generation()));
         }
         Err(CircuitOpen::new(
@@ -589,32 +589,13 @@ impl Circuit {
         });
     }
 
-    /// Moves Open → HalfOpen, taking the first probe slot for the caller. `None` when the
-    /// word changed under us.
+    /// Moves Open → HalfOpen with the first probe slot taken for the caller. `None` when
+    /// the word changed under us (someone else moved it).
     fn begin_half_open(&self, seen: Word) -> Option<Permit> {
-        let moved = self.transition(TransitionReason::RecoveryTimeoutElapsed, |w| {
+        let new = self.transition(TransitionReason::RecoveryTimeoutElapsed, |w| {
             (w == seen).then_some((CircuitState::HalfOpen, Mode::Normal))
         })?;
-        // The transition stored a word with no probes out; take ours by CAS like anyone.
-        let word = &self.shared.hot.word;
-        let mut w = moved;
-        loop {
-            if w.generation() != moved.generation()
-                || w.probes_out() + w.probe_passes()
-                    >= self.shared.hot.half_open_max.load(Ordering::Relaxed)
-            {
-                return None;
-            }
-            match word.compare_exchange_weak(
-                w.0,
-                w.with_probe_taken().0,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(self.permit(Kind::Probe, w.generation())),
-                Err(actual) => w = Word(actual),
-            }
-        }
+        Some(self.permit(Kind::Probe, new.generation()))
     }
 
     /// Performs one transition under the lock if `decide` approves the current word, then

@@ -370,7 +370,10 @@ impl CircuitBreakerConfigBuilder {
         /// `false`: they are ignored). The AWS adapter turns this on, since the SDK's
         /// attempt timeout reaches the connector only as a dropped future.
         dropped_call_is_failure: bool;
-        /// Shadow mode: the circuit records, transitions and reports, but admits every call.
+        /// Shadow mode: the circuit records, transitions and reports as usual, but admits
+        /// every call it would have rejected (counting it in `rejected_count`). A way to
+        /// roll a breaker out and watch it before it acts. A manual
+        /// [`force_open`](crate::Circuit::force_open) still rejects.
         metrics_only: bool;
     }
 

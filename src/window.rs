@@ -259,7 +259,7 @@ impl Window {
         let mut c = Counts::default();
         for slot in 0..self.buckets {
             let e = self.epochs[slot].load(Ordering::Acquire);
-            if e != 0 && e - 1 >= oldest && e - 1 <= cur {
+            if e > oldest && e <= cur + 1 {
                 c.add(self.slot_counts(slot));
             }
         }
