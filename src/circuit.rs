@@ -643,7 +643,11 @@ impl Circuit {
                     self.shared.window.clear();
                     self.shared.written.consecutive.store(0, Ordering::Relaxed);
                 }
-                let new = cur.next(state, mode);
+                let mut new = cur.next(state, mode);
+                if reason == TransitionReason::RecoveryTimeoutElapsed {
+                    // The caller that moves the circuit to HalfOpen is its first probe.
+                    new = new.with_probe_taken();
+                }
                 match hot
                     .word
                     .compare_exchange(cur.0, new.0, Ordering::AcqRel, Ordering::Acquire)
