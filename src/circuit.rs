@@ -103,6 +103,8 @@ struct Shared {
     written: Written,
     window: Window,
     name: Arc<str>,
+    service: Arc<str>,
+    operation: Arc<str>,
     origin: Instant,
     origin_wall: SystemTime,
     has_waiters: AtomicBool,
@@ -203,6 +205,28 @@ impl Circuit {
 
     /// A circuit with a name, used in errors, events and logs.
     pub fn named(name: impl Into<Arc<str>>, config: CircuitBreakerConfig) -> Self {
+        let name = name.into();
+        Self::build(name.clone(), name, Arc::from(""), config)
+    }
+
+    /// A circuit for one operation of one service, named `service/operation`; events,
+    /// logs and metrics carry both labels. This is how a
+    /// [`CircuitBreakerRegistry`](crate::CircuitBreakerRegistry) makes its circuits.
+    pub fn for_operation(service: &str, operation: &str, config: CircuitBreakerConfig) -> Self {
+        Self::build(
+            Arc::from(format!("{service}/{operation}")),
+            Arc::from(service),
+            Arc::from(operation),
+            config,
+        )
+    }
+
+    fn build(
+        name: Arc<str>,
+        service: Arc<str>,
+        operation: Arc<str>,
+        config: CircuitBreakerConfig,
+    ) -> Self {
         let origin = Instant::now();
         let origin_wall = SystemTime::now();
         let window = Window::new(config.window_buckets as usize);
@@ -228,7 +252,9 @@ impl Circuit {
                 last_failure: AtomicU64::new(0),
             },
             window,
-            name: name.into(),
+            name,
+            service,
+            operation,
             origin,
             origin_wall,
             has_waiters: AtomicBool::new(false),
@@ -667,6 +693,8 @@ impl Circuit {
                 let stats = self.stats_locked(&slow);
                 slow.events.push_back(TransitionEvent {
                     circuit: self.shared.name.clone(),
+                    service: self.shared.service.clone(),
+                    operation: self.shared.operation.clone(),
                     from,
                     to: new.state(),
                     reason,
@@ -954,6 +982,8 @@ fn trace_transition(e: &TransitionEvent) {
         ($level:ident, $msg:literal) => {
             tracing::$level!(
                 circuit = %e.circuit,
+                service = %e.service,
+                operation = %e.operation,
                 from = e.from.as_str(),
                 to = e.to.as_str(),
                 reason = e.reason.as_str(),

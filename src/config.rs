@@ -245,7 +245,13 @@ impl CircuitBreakerConfig {
         (self.monitoring_window.as_nanos() / u128::from(self.window_buckets)) as u64
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.check_fields()?;
+        self.check_combinations()
+    }
+
+    /// Rules each field obeys on its own.
+    fn check_fields(&self) -> Result<(), ConfigError> {
         fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
             if d.is_zero() {
                 return Err(ConfigError::new(field, "must be greater than zero"));
@@ -270,23 +276,33 @@ impl CircuitBreakerConfig {
         positive("expected_response_time", self.expected_response_time)?;
         positive("monitoring_window", self.monitoring_window)?;
         if self.half_open_max_calls == 0 {
-            return Err(ConfigError::new(
-                "half_open_max_calls",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("half_open_max_calls", "must be at least 1"));
         }
         if self.half_open_max_calls > crate::state::MAX_PROBES {
-            return Err(ConfigError::new(
-                "half_open_max_calls",
-                "must be at most 4095",
-            ));
+            return Err(ConfigError::new("half_open_max_calls", "must be at most 4095"));
         }
         if self.window_buckets == 0 || self.window_buckets > 1_000 {
-            return Err(ConfigError::new(
-                "window_buckets",
-                "must be between 1 and 1000",
-            ));
+            return Err(ConfigError::new("window_buckets", "must be between 1 and 1000"));
         }
+        rate("failure_rate_threshold", self.failure_rate_threshold)?;
+        rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
+        if let Some(b) = self.backoff {
+            if !(b.multiplier >= 1.0 && b.multiplier.is_finite()) {
+                return Err(ConfigError::new(
+                    "backoff.multiplier",
+                    "must be a finite number ≥ 1",
+                ));
+            }
+            positive("backoff.max", b.max)?;
+            if !(0.0..1.0).contains(&b.jitter) {
+                return Err(ConfigError::new("backoff.jitter", "must be in [0, 1)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rules that tie fields together.
+    fn check_combinations(&self) -> Result<(), ConfigError> {
         let window_ns = self.monitoring_window.as_nanos();
         if window_ns % u128::from(self.window_buckets) != 0 {
             return Err(ConfigError::new(
@@ -300,24 +316,12 @@ impl CircuitBreakerConfig {
                 "must leave buckets of at least 1 ms of `monitoring_window`",
             ));
         }
-        rate("failure_rate_threshold", self.failure_rate_threshold)?;
-        rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
         if let Some(b) = self.backoff {
-            if !(b.multiplier >= 1.0 && b.multiplier.is_finite()) {
-                return Err(ConfigError::new(
-                    "backoff.multiplier",
-                    "must be a finite number ≥ 1",
-                ));
-            }
             if b.max < self.recovery_timeout {
                 return Err(ConfigError::new(
                     "backoff.max",
                     "must be at least `recovery_timeout`",
                 ));
-            }
-            positive("backoff.max", b.max)?;
-            if !(0.0..1.0).contains(&b.jitter) {
-                return Err(ConfigError::new("backoff.jitter", "must be in [0, 1)"));
             }
         }
         Ok(())
@@ -407,6 +411,102 @@ impl CircuitBreakerConfigBuilder {
     pub fn build(self) -> Result<CircuitBreakerConfig, ConfigError> {
         self.config.validate()?;
         Ok(self.config)
+    }
+}
+
+/// Some fields of a [`CircuitBreakerConfig`], to lay over another: the unit of the
+/// registry's per-key overrides.
+///
+/// A field left `None` keeps the value of the configuration it is applied to.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ConfigPatch {
+    /// See [`CircuitBreakerConfigBuilder::failure_threshold`].
+    pub failure_threshold: Option<u32>,
+    /// See [`CircuitBreakerConfigBuilder::recovery_timeout`].
+    pub recovery_timeout: Option<Duration>,
+    /// See [`CircuitBreakerConfigBuilder::expected_response_time`].
+    pub expected_response_time: Option<Duration>,
+    /// See [`CircuitBreakerConfigBuilder::monitoring_window`].
+    pub monitoring_window: Option<Duration>,
+    /// See [`CircuitBreakerConfigBuilder::minimum_request_count`].
+    pub minimum_request_count: Option<u32>,
+    /// See [`CircuitBreakerConfigBuilder::half_open_max_calls`].
+    pub half_open_max_calls: Option<u32>,
+    /// See [`CircuitBreakerConfigBuilder::window_buckets`].
+    pub window_buckets: Option<u32>,
+    /// See [`CircuitBreakerConfigBuilder::failure_rate_threshold`].
+    pub failure_rate_threshold: Option<f64>,
+    /// See [`CircuitBreakerConfigBuilder::slow_call_rate_threshold`].
+    pub slow_call_rate_threshold: Option<f64>,
+    /// See [`CircuitBreakerConfigBuilder::slow_call_is_failure`].
+    pub slow_call_is_failure: Option<bool>,
+    /// See [`CircuitBreakerConfigBuilder::dropped_call_is_failure`].
+    pub dropped_call_is_failure: Option<bool>,
+    /// See [`CircuitBreakerConfigBuilder::metrics_only`].
+    pub metrics_only: Option<bool>,
+    /// See [`CircuitBreakerConfigBuilder::backoff`].
+    pub backoff: Option<Backoff>,
+}
+
+impl ConfigPatch {
+    fn lay_over(&self, base: &CircuitBreakerConfig) -> CircuitBreakerConfig {
+        let mut c = base.clone();
+        macro_rules! lay {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field {
+                    c.$field = v;
+                }
+            )*};
+        }
+        lay!(
+            failure_threshold,
+            recovery_timeout,
+            expected_response_time,
+            monitoring_window,
+            minimum_request_count,
+            half_open_max_calls,
+            window_buckets,
+            slow_call_is_failure,
+            dropped_call_is_failure,
+            metrics_only
+        );
+        if self.failure_rate_threshold.is_some() {
+            c.failure_rate_threshold = self.failure_rate_threshold;
+        }
+        if self.slow_call_rate_threshold.is_some() {
+            c.slow_call_rate_threshold = self.slow_call_rate_threshold;
+        }
+        if self.backoff.is_some() {
+            c.backoff = self.backoff;
+        }
+        c
+    }
+
+    /// `base` with this patch laid over it, validated.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field when the result breaks a rule.
+    pub fn apply(&self, base: &CircuitBreakerConfig) -> Result<CircuitBreakerConfig, ConfigError> {
+        let c = self.lay_over(base);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the rules each set field obeys on its own (rules that tie fields together
+    /// can only be checked against a configuration to apply it to).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field that breaks a rule.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.lay_over(&CircuitBreakerConfig::default()).check_fields()
+    }
+
+    /// Whether the patch sets nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == ConfigPatch::default()
     }
 }
 

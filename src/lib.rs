@@ -103,10 +103,16 @@
 mod circuit;
 pub mod classify;
 pub mod config;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod document;
 pub mod error;
 mod fallback;
 pub mod future;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
+pub mod registry;
 mod service;
 mod state;
 pub mod stats;
@@ -116,6 +122,7 @@ pub use circuit::Circuit;
 pub use config::CircuitBreakerConfig;
 pub use fallback::{Fallback, FallbackFn, NoFallback};
 pub use layer::CircuitBreakerLayer;
+pub use registry::CircuitBreakerRegistry;
 pub use service::CircuitBreaker;
 pub use state::CircuitState;
 pub use stats::CircuitBreakerStats;

@@ -126,6 +126,12 @@ impl TransitionReason {
 pub struct TransitionEvent {
     /// The circuit's name.
     pub circuit: Arc<str>,
+    /// The service label: for a circuit made by [`Circuit::for_operation`](crate::Circuit::for_operation)
+    /// (as a registry makes them), its service; otherwise the circuit's name.
+    pub service: Arc<str>,
+    /// The operation label: for a circuit made by `for_operation`, its operation;
+    /// otherwise empty.
+    pub operation: Arc<str>,
     /// The state before.
     pub from: CircuitState,
     /// The state after.

@@ -1,0 +1,1 @@
+//! Configuration documents (feature `serde`): the registry's configuration as JSON or TOML.

@@ -1,0 +1,553 @@
+//! Circuits keyed by `(service, operation)`: the seed's `CircuitBreakerService`.
+//!
+//! A backend rarely has one breaker. The seed keeps one per dependency operation —
+//! `("cognito", "verifyJWT")`, `("dynamodb", "storeUserMessage")`,
+//! `("apigateway-management", "postToConnection")` — creates each on first use with the
+//! configuration passed at the call site, and runs every call with a fallback.
+//! [`CircuitBreakerRegistry`] does that:
+//!
+//! ```
+//! use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry};
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum AuthError { Invalid, Unavailable }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let registry = CircuitBreakerRegistry::new();
+//! let claims = registry
+//!     .execute(
+//!         "cognito",
+//!         "verifyJWT",
+//!         || async { Ok::<_, AuthError>("user-1") },
+//!         // Cognito down means reject: an authentication fallback fails closed.
+//!         |_cause| async { Err(AuthError::Unavailable) },
+//!         &CircuitBreakerConfig::cognito(),
+//!     )
+//!     .await;
+//! assert_eq!(claims, Ok("user-1"));
+//! assert_eq!(registry.stats("cognito", "verifyJWT").unwrap().success_count, 1);
+//! # }
+//! ```
+//!
+//! # Which configuration a circuit gets
+//!
+//! A circuit is created on first use, once, even when many tasks ask at the same moment.
+//! Its configuration is the one passed at the call site (or the registry's default when
+//! none is), then the registry's per-key overrides on top — the service's, then the
+//! operation's — see [`RegistryConfig`]. Later calls for an existing key do not compare
+//! configurations: the call-site configuration counts only at creation. Change a live
+//! circuit with [`CircuitBreakerRegistry::apply_config`] or [`Circuit::reconfigure`].
+//!
+//! # Cost
+//!
+//! Looking up an existing key takes a read lock on one of 16 shards for the length of a
+//! hash-map lookup, allocates nothing, and holds no lock while the operation runs.
+
+use crate::config::{ConfigError, ConfigPatch};
+use crate::error::{CallError, CircuitOpen};
+use crate::stats::TransitionEvent;
+use crate::{Circuit, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerStats};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+const SHARDS: usize = 16;
+
+type Listener = Arc<dyn Fn(&TransitionEvent) + Send + Sync>;
+
+/// Circuits keyed by `(service, operation)`. See the [module docs](crate::registry).
+///
+/// Cheap to clone (an `Arc`); clones share every circuit.
+#[derive(Clone)]
+pub struct CircuitBreakerRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hasher: RandomState,
+    shards: Box<[RwLock<HashMap<Key, Entry>>]>,
+    settings: RwLock<Settings>,
+}
+
+struct Settings {
+    config: RegistryConfig,
+    listeners: Vec<Listener>,
+}
+
+struct Entry {
+    circuit: Circuit,
+    /// The configuration asked for at creation, before overrides: re-applying a document
+    /// recomputes the circuit's configuration from it.
+    base: CircuitBreakerConfig,
+}
+
+/// The registry-wide configuration: a default and per-key overrides.
+///
+/// With feature `serde` it is read from a JSON or TOML document (see
+/// [`RegistryConfig::from_json`] and [`RegistryConfig::from_toml`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RegistryConfig {
+    /// Configuration of circuits created without one.
+    pub default: CircuitBreakerConfig,
+    /// Overrides per service, and per operation within it.
+    pub services: BTreeMap<String, ServiceOverrides>,
+}
+
+/// Overrides for one service's circuits.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceOverrides {
+    /// Applied to every operation of the service.
+    pub all: ConfigPatch,
+    /// Applied to one operation, after `all`.
+    pub operations: BTreeMap<String, ConfigPatch>,
+}
+
+impl RegistryConfig {
+    /// The configuration of `(service, operation)` built on `base`.
+    ///
+    /// # Errors
+    ///
+    /// When an override makes it invalid; the error names the key and the field.
+    pub fn resolve(
+        &self,
+        service: &str,
+        operation: &str,
+        base: &CircuitBreakerConfig,
+    ) -> Result<CircuitBreakerConfig, RegistryConfigError> {
+        let Some(s) = self.services.get(service) else { return Ok(base.clone()) };
+        let op = s.operations.get(operation);
+        let mut config = base.clone();
+        for (key, patch) in [(service.to_string(), Some(&s.all)), (format!("{service}.{operation}"), op)] {
+            if let Some(patch) = patch {
+                config = patch
+                    .apply(&config)
+                    .map_err(|e| RegistryConfigError::invalid(&key, e))?;
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// A registry configuration was refused; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryConfigError {
+    key: String,
+    field: Option<String>,
+    message: String,
+}
+
+impl RegistryConfigError {
+    pub(crate) fn new(key: impl Into<String>, field: Option<String>, message: impl Into<String>) -> Self {
+        RegistryConfigError { key: key.into(), field, message: message.into() }
+    }
+
+    fn invalid(key: &str, e: ConfigError) -> Self {
+        Self::new(key, Some(e.field().to_string()), e.to_string())
+    }
+
+    /// Where in the document: `default`, a service, or `service.operation`; empty for a
+    /// syntax error in the document as a whole.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The field, when one is to blame.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+}
+
+impl fmt::Display for RegistryConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.key, &self.field) {
+            (k, _) if k.is_empty() => write!(f, "circuit breaker config refused: {}", self.message),
+            (k, Some(field)) => {
+                write!(f, "circuit breaker config refused at `{k}`, field `{field}`: {}", self.message)
+            }
+            (k, None) => write!(f, "circuit breaker config refused at `{k}`: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for RegistryConfigError {}
+
+// ===== keys =====
+
+struct Key {
+    service: Box<str>,
+    operation: Box<str>,
+}
+
+/// Lets a `(&str, &str)` look up a `Key` without building one.
+trait KeyRef {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl KeyRef for Key {
+    fn parts(&self) -> (&str, &str) {
+        (&self.service, &self.operation)
+    }
+}
+
+impl KeyRef for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> Borrow<dyn KeyRef + 'a> for Key {
+    fn borrow(&self) -> &(dyn KeyRef + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn KeyRef + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyRef + '_ {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for Key {}
+
+// ===== fallbacks =====
+
+/// Why [`CircuitBreakerRegistry::execute`] ran the fallback.
+#[derive(Debug)]
+pub enum FallbackCause<E> {
+    /// The circuit rejected the call; the operation did not run.
+    Rejected(CircuitOpen),
+    /// The operation ran and failed (only with [`on_failure_too`]).
+    Failed(E),
+}
+
+/// What [`CircuitBreakerRegistry::execute`] does instead of the operation.
+///
+/// Implemented by every `FnOnce(FallbackCause<E>) -> impl Future<Output = Result<T, E>>`
+/// (run when the circuit rejects), by [`OnFailureToo`] (also run when the operation
+/// fails) and by [`NoFallback`](crate::NoFallback) (a rejection becomes `E` through
+/// `From<CircuitOpen>`; the operation's own errors pass through unchanged).
+pub trait ExecuteFallback<T, E> {
+    /// Whether a failed operation also goes to the fallback.
+    fn on_failure(&self) -> bool {
+        false
+    }
+
+    /// Answers instead of the operation.
+    fn run(self, cause: FallbackCause<E>) -> impl Future<Output = Result<T, E>>;
+}
+
+impl<F, Fut, T, E> ExecuteFallback<T, E> for F
+where
+    F: FnOnce(FallbackCause<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    fn run(self, cause: FallbackCause<E>) -> impl Future<Output = Result<T, E>> {
+        self(cause)
+    }
+}
+
+impl<T, E: From<CircuitOpen>> ExecuteFallback<T, E> for crate::NoFallback {
+    async fn run(self, cause: FallbackCause<E>) -> Result<T, E> {
+        Err(match cause {
+            FallbackCause::Rejected(open) => open.into(),
+            FallbackCause::Failed(e) => e,
+        })
+    }
+}
+
+/// A fallback that also answers when the operation fails. Made by [`on_failure_too`].
+#[derive(Clone, Copy, Debug)]
+pub struct OnFailureToo<F>(F);
+
+/// Runs `fallback` when the circuit rejects *and* when the operation fails.
+pub fn on_failure_too<F>(fallback: F) -> OnFailureToo<F> {
+    OnFailureToo(fallback)
+}
+
+impl<F, Fut, T, E> ExecuteFallback<T, E> for OnFailureToo<F>
+where
+    F: FnOnce(FallbackCause<E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    fn on_failure(&self) -> bool {
+        true
+    }
+
+    fn run(self, cause: FallbackCause<E>) -> impl Future<Output = Result<T, E>> {
+        (self.0)(cause)
+    }
+}
+
+/// One circuit's key and stats, from [`CircuitBreakerRegistry::all_stats`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct KeyedStats {
+    /// The service, e.g. `dynamodb`.
+    pub service: String,
+    /// The operation, e.g. `storeUserMessage`.
+    pub operation: String,
+    /// Its stats.
+    pub stats: CircuitBreakerStats,
+}
+
+// ===== the registry =====
+
+impl Default for CircuitBreakerRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for CircuitBreakerRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerRegistry").field("circuits", &self.len()).finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreakerRegistry {
+    /// An empty registry whose default is [`CircuitBreakerConfig::default`].
+    pub fn new() -> Self {
+        Self::with_config(RegistryConfig::default())
+    }
+
+    /// An empty registry with a default configuration and overrides.
+    pub fn with_config(config: RegistryConfig) -> Self {
+        CircuitBreakerRegistry {
+            inner: Arc::new(Inner {
+                hasher: RandomState::new(),
+                shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+                settings: RwLock::new(Settings { config, listeners: Vec::new() }),
+            }),
+        }
+    }
+
+    fn shard(&self, service: &str, operation: &str) -> &RwLock<HashMap<Key, Entry>> {
+        let h = self.inner.hasher.hash_one((service, operation));
+        &self.inner.shards[(h as usize) % SHARDS]
+    }
+
+    fn settings(&self) -> RwLockReadGuard<'_, Settings> {
+        self.inner.settings.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn settings_mut(&self) -> RwLockWriteGuard<'_, Settings> {
+        self.inner.settings.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The circuit of `(service, operation)`, if it exists.
+    pub fn get(&self, service: &str, operation: &str) -> Option<Circuit> {
+        let shard = self.shard(service, operation).read().unwrap_or_else(|e| e.into_inner());
+        shard.get(&(service, operation) as &dyn KeyRef).map(|e| e.circuit.clone())
+    }
+
+    /// The one circuit of `(service, operation)`, created on first use from `config` (or
+    /// the registry default when `None`) with the registry's overrides on top.
+    pub fn circuit<'c>(
+        &self,
+        service: &str,
+        operation: &str,
+        config: impl Into<Option<&'c CircuitBreakerConfig>>,
+    ) -> Circuit {
+        if let Some(c) = self.get(service, operation) {
+            return c;
+        }
+        self.create(service, operation, config.into())
+    }
+
+    #[cold]
+    fn create(&self, service: &str, operation: &str, config: Option<&CircuitBreakerConfig>) -> Circuit {
+        // Settings first, then the shard: the same order as `apply_config`.
+        let settings = self.settings();
+        let mut shard = self.shard(service, operation).write().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = shard.get(&(service, operation) as &dyn KeyRef) {
+            return e.circuit.clone();
+        }
+        let base = config.unwrap_or(&settings.config.default).clone();
+        let config = settings.config.resolve(service, operation, &base).unwrap_or_else(|e| {
+            tracing::warn!(service, operation, error = %e, "override does not fit this circuit; using its own configuration");
+            base.clone()
+        });
+        let circuit = Circuit::for_operation(service, operation, config);
+        for l in &settings.listeners {
+            let l = l.clone();
+            circuit.on_transition(move |e| l(e));
+        }
+        shard.insert(Key { service: service.into(), operation: operation.into() }, Entry { circuit: circuit.clone(), base });
+        circuit
+    }
+
+    /// A [`CircuitBreakerLayer`] over the circuit of `(service, operation)`: a tower stack
+    /// and [`execute`](Self::execute) calls then share one circuit.
+    pub fn layer<'c>(
+        &self,
+        service: &str,
+        operation: &str,
+        config: impl Into<Option<&'c CircuitBreakerConfig>>,
+    ) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::from_circuit(self.circuit(service, operation, config))
+    }
+
+    /// Runs `operation` through the circuit of `(service, operation)`, the seed's
+    /// `execute(service, operation, fn, fallback, config)`.
+    ///
+    /// When the circuit rejects, `fallback` answers instead (it receives
+    /// [`FallbackCause::Rejected`]); wrap it in [`on_failure_too`] to have it answer
+    /// failed operations as well. Pass [`NoFallback`](crate::NoFallback) to get the
+    /// rejection as an `E` (through `From<CircuitOpen>`, e.g. for a
+    /// [`BoxError`](crate::BoxError)).
+    ///
+    /// `config` counts when the circuit is created; see the
+    /// [module docs](crate::registry#which-configuration-a-circuit-gets).
+    ///
+    /// # Errors
+    ///
+    /// The operation's error, unchanged, or whatever the fallback returns.
+    pub async fn execute<'c, T, E, F, Fut, G>(
+        &self,
+        service: &str,
+        operation: &str,
+        f: F,
+        fallback: G,
+        config: impl Into<Option<&'c CircuitBreakerConfig>>,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        G: ExecuteFallback<T, E>,
+    {
+        let circuit = self.circuit(service, operation, config);
+        match circuit.call(f()).await {
+            Ok(v) => Ok(v),
+            Err(CallError::Rejected(open)) => fallback.run(FallbackCause::Rejected(open)).await,
+            Err(CallError::Inner(e)) if fallback.on_failure() => {
+                fallback.run(FallbackCause::Failed(e)).await
+            }
+            Err(CallError::Inner(e)) => Err(e),
+        }
+    }
+
+    /// The stats of `(service, operation)`, the seed's `getCircuitBreakerStats`.
+    pub fn stats(&self, service: &str, operation: &str) -> Option<CircuitBreakerStats> {
+        self.get(service, operation).map(|c| c.stats())
+    }
+
+    /// Every circuit with its key, sorted by service then operation.
+    pub fn all_stats(&self) -> Vec<KeyedStats> {
+        let mut all: Vec<KeyedStats> = self
+            .entries()
+            .into_iter()
+            .map(|(service, operation, circuit)| KeyedStats { stats: circuit.stats(), service, operation })
+            .collect();
+        all.sort_by(|a, b| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)));
+        all
+    }
+
+    fn entries(&self) -> Vec<(String, String, Circuit)> {
+        let mut out = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            out.extend(shard.iter().map(|(k, e)| (k.service.to_string(), k.operation.to_string(), e.circuit.clone())));
+        }
+        out
+    }
+
+    /// Number of circuits.
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len()).sum()
+    }
+
+    /// Whether the registry holds no circuit.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`Circuit::reset`] on `(service, operation)`; false if it does not exist.
+    pub fn reset(&self, service: &str, operation: &str) -> bool {
+        self.get(service, operation).map(|c| c.reset()).is_some()
+    }
+
+    /// [`Circuit::force_open`] on `(service, operation)`; false if it does not exist.
+    pub fn force_open(&self, service: &str, operation: &str) -> bool {
+        self.get(service, operation).map(|c| c.force_open()).is_some()
+    }
+
+    /// [`Circuit::reset`] on every circuit.
+    pub fn reset_all(&self) {
+        self.entries().into_iter().for_each(|(_, _, c)| c.reset());
+    }
+
+    /// Calls `listener` on every transition of every circuit, present and future.
+    pub fn on_transition<F>(&self, listener: F)
+    where
+        F: Fn(&TransitionEvent) + Send + Sync + 'static,
+    {
+        let listener: Listener = Arc::new(listener);
+        let mut settings = self.settings_mut();
+        for (_, _, c) in self.entries() {
+            let l = listener.clone();
+            c.on_transition(move |e| l(e));
+        }
+        settings.listeners.push(listener);
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> RegistryConfig {
+        self.settings().config.clone()
+    }
+
+    /// Replaces the registry's configuration and re-applies it to every live circuit,
+    /// which keeps its state and counts.
+    ///
+    /// All or nothing: every circuit's new configuration is computed and checked first;
+    /// if one is invalid nothing changes.
+    ///
+    /// # Errors
+    ///
+    /// A [`RegistryConfigError`] naming the key and field that broke a rule.
+    pub fn apply_config(&self, config: RegistryConfig) -> Result<(), RegistryConfigError> {
+        let mut settings = self.settings_mut();
+        let mut plan = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            for (k, e) in shard.iter() {
+                let new = config.resolve(&k.service, &k.operation, &e.base)?;
+                if new.window_buckets != e.circuit.config().window_buckets {
+                    return Err(RegistryConfigError::invalid(
+                        &format!("{}.{}", k.service, k.operation),
+                        ConfigError::new("window_buckets", "cannot change on a live circuit"),
+                    ));
+                }
+                plan.push((e.circuit.clone(), new));
+            }
+        }
+        for (circuit, new) in plan {
+            circuit.reconfigure(new).expect("checked above");
+        }
+        settings.config = config;
+        Ok(())
+    }
+}
