@@ -109,6 +109,8 @@ struct Shared {
     origin_wall: SystemTime,
     has_waiters: AtomicBool,
     slow: Mutex<Slow>,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::CircuitMetrics,
 }
 
 /// State that changes only on transitions, guarded by one lock.
@@ -252,6 +254,8 @@ impl Circuit {
                 last_failure: AtomicU64::new(0),
             },
             window,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::CircuitMetrics::new(&service, &operation),
             name,
             service,
             operation,
@@ -410,6 +414,8 @@ impl Circuit {
     ) -> Result<Permit, CircuitOpen> {
         if count {
             self.shared.window.count_rejected();
+            #[cfg(feature = "metrics")]
+            self.shared.metrics.rejected.increment(1);
         }
         if reason != RejectReason::ForcedOpen && self.flags() & FLAG_METRICS_ONLY != 0 {
             return Ok(self.permit(Kind::Shadow, w.generation()));
@@ -462,6 +468,8 @@ impl Circuit {
             now.saturating_sub(start.saturating_sub(1)) > hot.expected_ns.load(Ordering::Relaxed);
         if verdict == Verdict::Ignored {
             self.shared.window.count_ignored();
+            #[cfg(feature = "metrics")]
+            self.shared.metrics.ignored.increment(1);
             if kind == Kind::Probe {
                 self.return_probe(generation);
             }
@@ -471,6 +479,8 @@ impl Circuit {
             failed: verdict != Verdict::Success,
             slow,
         };
+        #[cfg(feature = "metrics")]
+        self.count_metrics(outcome);
         self.note_time(now, outcome.failed);
         let w = self.word();
         if kind == Kind::Shadow || w.generation() != generation {
@@ -515,6 +525,16 @@ impl Circuit {
             self.complete(kind, generation, start, Verdict::Failure);
         } else {
             self.complete(kind, generation, start, Verdict::Ignored);
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[inline]
+    fn count_metrics(&self, o: Outcome) {
+        let m = &self.shared.metrics;
+        if o.failed { &m.failure } else { &m.success }.increment(1);
+        if o.slow {
+            m.slow.increment(1);
         }
     }
 
@@ -726,6 +746,8 @@ impl Circuit {
                 }
             };
             trace_transition(&event);
+            #[cfg(feature = "metrics")]
+            self.shared.metrics.transition(event.from, event.to);
             for listener in listeners.iter() {
                 if catch_unwind(AssertUnwindSafe(|| listener(&event))).is_err() {
                     tracing::error!(
