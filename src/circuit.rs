@@ -12,7 +12,7 @@ use crate::window::{Outcome, Window};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
@@ -412,13 +412,16 @@ impl Circuit {
         w: Word,
         count: bool,
     ) -> Result<Permit, CircuitOpen> {
+        if reason != RejectReason::ForcedOpen && self.flags() & FLAG_METRICS_ONLY != 0 {
+            // Shadow mode admits the call; it still counts as the rejection it would have
+            // been, whichever way admission was asked for.
+            self.shared.window.count_rejected();
+            return Ok(self.permit(Kind::Shadow, w.generation()));
+        }
         if count {
             self.shared.window.count_rejected();
             #[cfg(feature = "metrics")]
             self.shared.metrics.rejected.increment(1);
-        }
-        if reason != RejectReason::ForcedOpen && self.flags() & FLAG_METRICS_ONLY != 0 {
-            return Ok(self.permit(Kind::Shadow, w.generation()));
         }
         Err(CircuitOpen::new(
             self.shared.name.clone(),
@@ -441,11 +444,15 @@ impl Circuit {
         if !slow.waiters.iter().any(|w| w.will_wake(waker)) {
             slow.waiters.push(waker.clone());
         }
-        self.shared.has_waiters.store(true, Ordering::Release);
+        self.shared.has_waiters.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `wake_waiters`: either the caller's next look at the state
+        // word sees the transition, or the transition sees this flag.
+        fence(Ordering::SeqCst);
     }
 
     fn wake_waiters(&self) {
-        if self.shared.has_waiters.load(Ordering::Acquire) {
+        fence(Ordering::SeqCst);
+        if self.shared.has_waiters.load(Ordering::SeqCst) {
             let waiters = {
                 let mut slow = self.lock();
                 self.shared.has_waiters.store(false, Ordering::Release);
@@ -671,9 +678,10 @@ impl Circuit {
                 if opens {
                     // Stored before the word: whoever sees Open sees its deadline.
                     let d = *break_ns.get_or_insert_with(|| {
-                        break_for
-                            .unwrap_or_else(|| slow.break_duration())
-                            .as_nanos() as u64
+                        let d = break_for.unwrap_or_else(|| slow.break_duration());
+                        // Saturate: a server-given `Retry-After` of centuries must not
+                        // wrap into a short break.
+                        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
                     });
                     hot.open_until
                         .store(self.now_ns().saturating_add(d), Ordering::Release);

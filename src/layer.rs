@@ -111,6 +111,10 @@ impl<C, F> CircuitBreakerLayer<C, F> {
     /// Backpressure mode: `poll_ready` is `Pending` while the circuit would reject, instead
     /// of failing the call. Suits balancers that route around a service that is not
     /// ready; put `load_shed()` above it if callers must not wait.
+    ///
+    /// Waiting on the break uses tokio's timer, so the service must be polled inside a
+    /// tokio runtime with time enabled. A fallback is never used in this mode: nothing is
+    /// rejected, callers wait.
     pub fn backpressure(mut self) -> Self {
         self.backpressure = true;
         self

@@ -1,0 +1,249 @@
+//! The hot path allocates nothing (DESIGN.md section 5).
+//!
+//! A counting global allocator counts the allocations of the current thread only, so the
+//! test harness and other tests running in parallel do not interfere. No runtime is
+//! needed: services and futures are polled by hand with a no-op waker, and time comes
+//! from `tokio::time::Instant::now()`, which reads the system clock outside a runtime.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::{Future, Ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use tower_circuit_breaker::error::{CircuitOpen, RejectReason};
+use tower_circuit_breaker::{BoxError, Circuit, CircuitBreaker, CircuitBreakerConfig};
+use tower_service::Service;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: the allocator may run while the thread-local is being torn down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: forwarded from our caller.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: forwarded from our caller.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: forwarded from our caller.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from our caller.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by this thread while `f` runs.
+fn allocations_in(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+const WARM_UP: u64 = 1_000;
+const CALLS: u64 = 100_000;
+
+/// A trivial inner service: answers at once, never allocates.
+#[derive(Clone, Copy, Debug)]
+struct Echo;
+
+impl Service<u64> for Echo {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = Ready<Result<u64, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: u64) -> Self::Future {
+        std::future::ready(Ok(req))
+    }
+}
+
+/// One full call: `poll_ready`, `call`, and the response future polled to completion.
+/// Panics (only) when something is not ready at once.
+fn drive<S: Service<u64>>(
+    svc: &mut S,
+    req: u64,
+    cx: &mut Context<'_>,
+) -> Result<S::Response, S::Error> {
+    match svc.poll_ready(cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(_)) => panic!("poll_ready failed"),
+        Poll::Pending => panic!("poll_ready pending"),
+    }
+    let fut = pin!(svc.call(req));
+    match fut.poll(cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("response future pending"),
+    }
+}
+
+fn breaker() -> CircuitBreaker<Echo> {
+    CircuitBreaker::new(Echo, CircuitBreakerConfig::dynamodb())
+}
+
+#[test]
+fn closed_calls_through_the_service_allocate_nothing() {
+    let mut svc = breaker();
+    let cx = &mut Context::from_waker(Waker::noop());
+    for i in 0..WARM_UP {
+        assert_eq!(drive(&mut svc, i, cx).unwrap(), i);
+    }
+
+    let mut sum = 0;
+    let n = allocations_in(|| {
+        for i in 0..CALLS {
+            match drive(&mut svc, i, cx) {
+                Ok(v) => sum += v,
+                Err(_) => panic!("closed call failed"),
+            }
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations over {CALLS} Closed calls");
+    assert_eq!(sum, CALLS * (CALLS - 1) / 2);
+
+    let stats = svc.circuit().stats();
+    assert_eq!(stats.success_count, WARM_UP + CALLS);
+    assert_eq!(stats.failure_count, 0);
+}
+
+#[test]
+fn closed_calls_through_a_clone_allocate_nothing() {
+    let first = breaker();
+    let mut svc = first.clone();
+    let cx = &mut Context::from_waker(Waker::noop());
+    for i in 0..WARM_UP {
+        drive(&mut svc, i, cx).unwrap();
+    }
+    let n = allocations_in(|| {
+        for i in 0..CALLS {
+            if drive(&mut svc, i, cx).is_err() {
+                panic!("closed call failed");
+            }
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations over {CALLS} Closed calls");
+    assert_eq!(first.circuit().stats().success_count, WARM_UP + CALLS);
+}
+
+#[test]
+fn open_rejections_allocate_at_most_the_boxed_error() {
+    let mut svc = breaker();
+    let cx = &mut Context::from_waker(Waker::noop());
+    for i in 0..WARM_UP {
+        drive(&mut svc, i, cx).unwrap();
+    }
+    svc.circuit().force_open();
+    let check = |r: Result<u64, BoxError>| {
+        let err = r.expect_err("the circuit is forced open");
+        let open = err.downcast_ref::<CircuitOpen>().expect("a CircuitOpen");
+        assert_eq!(open.reason(), RejectReason::ForcedOpen);
+    };
+    for i in 0..WARM_UP {
+        check(drive(&mut svc, i, cx));
+    }
+
+    const REJECTIONS: u64 = 10_000;
+    let mut rejected = 0;
+    let n = allocations_in(|| {
+        for i in 0..REJECTIONS {
+            if drive(&mut svc, i, cx).is_err() {
+                rejected += 1;
+            }
+        }
+    });
+    assert_eq!(rejected, REJECTIONS);
+    assert!(
+        n as u64 <= REJECTIONS,
+        "{n} allocations over {REJECTIONS} rejections: more than the boxed error"
+    );
+    assert_eq!(svc.circuit().stats().rejected_count, WARM_UP + REJECTIONS);
+}
+
+/// Runs `circuit.call` on an async block, polled by hand.
+fn circuit_call(circuit: &Circuit, v: u64, cx: &mut Context<'_>) -> Option<u64> {
+    let fut = pin!(circuit.call(async move { Ok::<u64, Infallible>(v) }));
+    match fut.poll(cx) {
+        Poll::Ready(Ok(v)) => Some(v),
+        Poll::Ready(Err(_)) => None,
+        Poll::Pending => panic!("Circuit::call pending"),
+    }
+}
+
+#[test]
+fn circuit_call_allocates_nothing_when_closed() {
+    let circuit = Circuit::named("dynamodb", CircuitBreakerConfig::dynamodb());
+    let cx = &mut Context::from_waker(Waker::noop());
+    for i in 0..WARM_UP {
+        assert_eq!(circuit_call(&circuit, i, cx), Some(i));
+    }
+    let mut ok = 0;
+    let n = allocations_in(|| {
+        for i in 0..CALLS {
+            if circuit_call(&circuit, i, cx) == Some(i) {
+                ok += 1;
+            }
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations over {CALLS} Circuit::call");
+    assert_eq!(ok, CALLS);
+    assert_eq!(circuit.stats().success_count, WARM_UP + CALLS);
+}
+
+#[test]
+fn circuit_call_rejection_allocates_nothing() {
+    let circuit = Circuit::named("dynamodb", CircuitBreakerConfig::dynamodb());
+    let cx = &mut Context::from_waker(Waker::noop());
+    for i in 0..WARM_UP {
+        circuit_call(&circuit, i, cx);
+    }
+    circuit.force_open();
+    for i in 0..WARM_UP {
+        assert_eq!(circuit_call(&circuit, i, cx), None);
+    }
+    let mut rejected = 0;
+    let n = allocations_in(|| {
+        for i in 0..CALLS {
+            if circuit_call(&circuit, i, cx).is_none() {
+                rejected += 1;
+            }
+        }
+    });
+    assert_eq!(rejected, CALLS);
+    assert_eq!(n, 0, "{n} allocations over {CALLS} rejected Circuit::call");
+}
+
+#[test]
+fn the_counter_counts() {
+    // Guards the tests above against a counter that never counts.
+    let n = allocations_in(|| {
+        let v: Vec<u64> = Vec::with_capacity(16);
+        std::hint::black_box(v);
+    });
+    assert_eq!(n, 1);
+}
