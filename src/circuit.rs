@@ -415,19 +415,23 @@ impl Circuit {
         if reason != RejectReason::ForcedOpen && self.flags() & FLAG_METRICS_ONLY != 0 {
             // Shadow mode admits the call; it still counts as the rejection it would have
             // been, whichever way admission was asked for.
-            self.shared.window.count_rejected();
+            self.count_rejected();
             return Ok(self.permit(Kind::Shadow, w.generation()));
         }
         if count {
-            self.shared.window.count_rejected();
-            #[cfg(feature = "metrics")]
-            self.shared.metrics.rejected.increment(1);
+            self.count_rejected();
         }
         Err(CircuitOpen::new(
             self.shared.name.clone(),
             reason,
             retry_after,
         ))
+    }
+
+    fn count_rejected(&self) {
+        self.shared.window.count_rejected();
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.rejected.increment(1);
     }
 
     /// When a rejected caller may try again: the instant the break ends, if the circuit
