@@ -25,6 +25,10 @@ use std::time::Duration;
 /// [`api_gateway_management`](Self::api_gateway_management)) and adjust it with
 /// [`to_builder`](Self::to_builder), or take the [`Default`].
 ///
+/// With feature `serde` it serializes with the builder's field names, durations as
+/// strings with a unit (`"30s"`), and deserializes from any subset of them laid over the
+/// [`Default`] (or a `preset`), validated; see the `document` module.
+///
 /// # Examples
 ///
 /// ```
@@ -64,13 +68,20 @@ pub struct CircuitBreakerConfig {
 /// The `k`-th consecutive opening (counting from 1) lasts
 /// `min(recovery_timeout × multiplier^(k-1), max)`, then shortened by a random fraction
 /// of at most `jitter`. Closing the circuit starts the count again.
+///
+/// With feature `serde` it reads and writes as `{ multiplier, max, jitter }`, `max` a
+/// duration with a unit such as `"2m"`, `jitter` optional (default 0).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Backoff {
     /// Growth factor per consecutive opening, at least 1.
     pub multiplier: f64,
     /// Upper bound of a break, at least `recovery_timeout`.
+    #[cfg_attr(feature = "serde", serde(with = "crate::document::duration"))]
     pub max: Duration,
     /// Random shortening, in `[0, 1)`: 0.2 means a break lasts 80–100 % of its nominal length.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub jitter: f64,
 }
 
@@ -276,13 +287,22 @@ impl CircuitBreakerConfig {
         positive("expected_response_time", self.expected_response_time)?;
         positive("monitoring_window", self.monitoring_window)?;
         if self.half_open_max_calls == 0 {
-            return Err(ConfigError::new("half_open_max_calls", "must be at least 1"));
+            return Err(ConfigError::new(
+                "half_open_max_calls",
+                "must be at least 1",
+            ));
         }
         if self.half_open_max_calls > crate::state::MAX_PROBES {
-            return Err(ConfigError::new("half_open_max_calls", "must be at most 4095"));
+            return Err(ConfigError::new(
+                "half_open_max_calls",
+                "must be at most 4095",
+            ));
         }
         if self.window_buckets == 0 || self.window_buckets > 1_000 {
-            return Err(ConfigError::new("window_buckets", "must be between 1 and 1000"));
+            return Err(ConfigError::new(
+                "window_buckets",
+                "must be between 1 and 1000",
+            ));
         }
         rate("failure_rate_threshold", self.failure_rate_threshold)?;
         rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
@@ -417,7 +437,9 @@ impl CircuitBreakerConfigBuilder {
 /// Some fields of a [`CircuitBreakerConfig`], to lay over another: the unit of the
 /// registry's per-key overrides.
 ///
-/// A field left `None` keeps the value of the configuration it is applied to.
+/// A field left `None` keeps the value of the configuration it is applied to. With
+/// feature `serde` it reads and writes as a table of the fields that are set (see
+/// the `document` module).
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ConfigPatch {
@@ -450,7 +472,7 @@ pub struct ConfigPatch {
 }
 
 impl ConfigPatch {
-    fn lay_over(&self, base: &CircuitBreakerConfig) -> CircuitBreakerConfig {
+    pub(crate) fn lay_over(&self, base: &CircuitBreakerConfig) -> CircuitBreakerConfig {
         let mut c = base.clone();
         macro_rules! lay {
             ($($field:ident),*) => {$(
@@ -501,7 +523,8 @@ impl ConfigPatch {
     ///
     /// A [`ConfigError`] naming the first field that breaks a rule.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.lay_over(&CircuitBreakerConfig::default()).check_fields()
+        self.lay_over(&CircuitBreakerConfig::default())
+            .check_fields()
     }
 
     /// Whether the patch sets nothing.

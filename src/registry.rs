@@ -9,6 +9,7 @@
 //! ```
 //! use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry};
 //!
+//! # #[allow(dead_code)]
 //! #[derive(Debug, PartialEq)]
 //! enum AuthError { Invalid, Unavailable }
 //!
@@ -118,10 +119,15 @@ impl RegistryConfig {
         operation: &str,
         base: &CircuitBreakerConfig,
     ) -> Result<CircuitBreakerConfig, RegistryConfigError> {
-        let Some(s) = self.services.get(service) else { return Ok(base.clone()) };
+        let Some(s) = self.services.get(service) else {
+            return Ok(base.clone());
+        };
         let op = s.operations.get(operation);
         let mut config = base.clone();
-        for (key, patch) in [(service.to_string(), Some(&s.all)), (format!("{service}.{operation}"), op)] {
+        for (key, patch) in [
+            (service.to_string(), Some(&s.all)),
+            (format!("{service}.{operation}"), op),
+        ] {
             if let Some(patch) = patch {
                 config = patch
                     .apply(&config)
@@ -141,18 +147,34 @@ pub struct RegistryConfigError {
 }
 
 impl RegistryConfigError {
-    pub(crate) fn new(key: impl Into<String>, field: Option<String>, message: impl Into<String>) -> Self {
-        RegistryConfigError { key: key.into(), field, message: message.into() }
+    pub(crate) fn new(
+        key: impl Into<String>,
+        field: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        RegistryConfigError {
+            key: key.into(),
+            field,
+            message: message.into(),
+        }
     }
 
     fn invalid(key: &str, e: ConfigError) -> Self {
         Self::new(key, Some(e.field().to_string()), e.to_string())
     }
 
-    /// Where in the document: `default`, a service, or `service.operation`; empty for a
-    /// syntax error in the document as a whole.
+    /// Where: for an error in a document, the table (`default`, `services.dynamodb`,
+    /// `services.dynamodb.operations.storeUserMessage`); for an override that does not
+    /// fit a live circuit, `service` or `service.operation`; empty for an error in the
+    /// document as a whole (syntax, size, unreadable file).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// What is wrong, e.g. the parser's message with its line and column, or the rule
+    /// a value broke.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// The field, when one is to blame.
@@ -166,9 +188,17 @@ impl fmt::Display for RegistryConfigError {
         match (&self.key, &self.field) {
             (k, _) if k.is_empty() => write!(f, "circuit breaker config refused: {}", self.message),
             (k, Some(field)) => {
-                write!(f, "circuit breaker config refused at `{k}`, field `{field}`: {}", self.message)
+                write!(
+                    f,
+                    "circuit breaker config refused at `{k}`, field `{field}`: {}",
+                    self.message
+                )
             }
-            (k, None) => write!(f, "circuit breaker config refused at `{k}`: {}", self.message),
+            (k, None) => write!(
+                f,
+                "circuit breaker config refused at `{k}`: {}",
+                self.message
+            ),
         }
     }
 }
@@ -304,6 +334,7 @@ where
 
 /// One circuit's key and stats, from [`CircuitBreakerRegistry::all_stats`].
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct KeyedStats {
     /// The service, e.g. `dynamodb`.
@@ -324,7 +355,9 @@ impl Default for CircuitBreakerRegistry {
 
 impl fmt::Debug for CircuitBreakerRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerRegistry").field("circuits", &self.len()).finish_non_exhaustive()
+        f.debug_struct("CircuitBreakerRegistry")
+            .field("circuits", &self.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -340,7 +373,10 @@ impl CircuitBreakerRegistry {
             inner: Arc::new(Inner {
                 hasher: RandomState::new(),
                 shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-                settings: RwLock::new(Settings { config, listeners: Vec::new() }),
+                settings: RwLock::new(Settings {
+                    config,
+                    listeners: Vec::new(),
+                }),
             }),
         }
     }
@@ -351,17 +387,28 @@ impl CircuitBreakerRegistry {
     }
 
     fn settings(&self) -> RwLockReadGuard<'_, Settings> {
-        self.inner.settings.read().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn settings_mut(&self) -> RwLockWriteGuard<'_, Settings> {
-        self.inner.settings.write().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The circuit of `(service, operation)`, if it exists.
     pub fn get(&self, service: &str, operation: &str) -> Option<Circuit> {
-        let shard = self.shard(service, operation).read().unwrap_or_else(|e| e.into_inner());
-        shard.get(&(service, operation) as &dyn KeyRef).map(|e| e.circuit.clone())
+        let shard = self
+            .shard(service, operation)
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        shard
+            .get(&(service, operation) as &dyn KeyRef)
+            .map(|e| e.circuit.clone())
     }
 
     /// The one circuit of `(service, operation)`, created on first use from `config` (or
@@ -379,10 +426,18 @@ impl CircuitBreakerRegistry {
     }
 
     #[cold]
-    fn create(&self, service: &str, operation: &str, config: Option<&CircuitBreakerConfig>) -> Circuit {
+    fn create(
+        &self,
+        service: &str,
+        operation: &str,
+        config: Option<&CircuitBreakerConfig>,
+    ) -> Circuit {
         // Settings first, then the shard: the same order as `apply_config`.
         let settings = self.settings();
-        let mut shard = self.shard(service, operation).write().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self
+            .shard(service, operation)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(e) = shard.get(&(service, operation) as &dyn KeyRef) {
             return e.circuit.clone();
         }
@@ -396,7 +451,16 @@ impl CircuitBreakerRegistry {
             let l = l.clone();
             circuit.on_transition(move |e| l(e));
         }
-        shard.insert(Key { service: service.into(), operation: operation.into() }, Entry { circuit: circuit.clone(), base });
+        shard.insert(
+            Key {
+                service: service.into(),
+                operation: operation.into(),
+            },
+            Entry {
+                circuit: circuit.clone(),
+                base,
+            },
+        );
         circuit
     }
 
@@ -460,7 +524,11 @@ impl CircuitBreakerRegistry {
         let mut all: Vec<KeyedStats> = self
             .entries()
             .into_iter()
-            .map(|(service, operation, circuit)| KeyedStats { stats: circuit.stats(), service, operation })
+            .map(|(service, operation, circuit)| KeyedStats {
+                stats: circuit.stats(),
+                service,
+                operation,
+            })
             .collect();
         all.sort_by(|a, b| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)));
         all
@@ -470,14 +538,24 @@ impl CircuitBreakerRegistry {
         let mut out = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
-            out.extend(shard.iter().map(|(k, e)| (k.service.to_string(), k.operation.to_string(), e.circuit.clone())));
+            out.extend(shard.iter().map(|(k, e)| {
+                (
+                    k.service.to_string(),
+                    k.operation.to_string(),
+                    e.circuit.clone(),
+                )
+            }));
         }
         out
     }
 
     /// Number of circuits.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 
     /// Whether the registry holds no circuit.
@@ -492,7 +570,9 @@ impl CircuitBreakerRegistry {
 
     /// [`Circuit::force_open`] on `(service, operation)`; false if it does not exist.
     pub fn force_open(&self, service: &str, operation: &str) -> bool {
-        self.get(service, operation).map(|c| c.force_open()).is_some()
+        self.get(service, operation)
+            .map(|c| c.force_open())
+            .is_some()
     }
 
     /// [`Circuit::reset`] on every circuit.

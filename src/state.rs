@@ -25,7 +25,11 @@ use std::fmt;
 /// as: a forced-open circuit is [`Open`](Self::Open), a disabled one
 /// [`Closed`](Self::Closed); [`CircuitBreakerStats::manual_override`](crate::CircuitBreakerStats::manual_override)
 /// tells them apart.
+///
+/// With feature `serde` it serializes as [`as_str`](Self::as_str) does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum CircuitState {
     /// Normal operation: calls pass and outcomes are recorded.
     Closed,

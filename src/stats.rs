@@ -18,6 +18,8 @@ use std::time::SystemTime;
 
 /// A manual override in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum ManualOverride {
     /// [`Circuit::force_open`](crate::Circuit::force_open): every call is rejected.
@@ -28,6 +30,7 @@ pub enum ManualOverride {
 
 /// The window's own counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct WindowStats {
     /// Completed, non-ignored calls in the window.
@@ -41,7 +44,13 @@ pub struct WindowStats {
 }
 
 /// A snapshot of one circuit. See the [module docs](crate::stats).
+///
+/// With feature `serde` it serializes with these field names, `state` as `"closed"`,
+/// `"open"` or `"half_open"`, `manual_override` as `"forced_open"`, `"disabled"` or
+/// `null`, and times as RFC 3339 UTC strings with milliseconds
+/// (`"2026-11-27T10:14:11.123Z"`) or `null`.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CircuitBreakerStats {
     /// The state the circuit acts in (forced open reports `Open`, disabled `Closed`).
@@ -58,10 +67,22 @@ pub struct CircuitBreakerStats {
     /// and ignored calls are counted apart.
     pub total_requests: u64,
     /// When the last failure completed (millisecond precision).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::document::serialize_time")
+    )]
     pub last_failure_time: Option<SystemTime>,
     /// When the last success completed (millisecond precision).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::document::serialize_time")
+    )]
     pub last_success_time: Option<SystemTime>,
     /// While Open (not forced): when the next call will be let through as a probe.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::document::serialize_time")
+    )]
     pub next_attempt_time: Option<SystemTime>,
     /// Failures the trip rule sees (failures, plus slow successes when slow calls count as
     /// failures) over requests, in the window; 0 when the window is empty. In `0..=1`.
@@ -117,6 +138,15 @@ impl TransitionReason {
             TransitionReason::Disabled => "disabled",
             TransitionReason::Reset => "reset",
         }
+    }
+}
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl serde::Serialize for TransitionReason {
+    /// As [`TransitionReason::as_str`].
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
