@@ -966,9 +966,7 @@ impl RawRegistry {
                 ),
             ));
         }
-        let invalid = |key: String, e: ConfigError| {
-            RegistryConfigError::new(key, Some(e.field().to_string()), e.to_string())
-        };
+        let invalid = |key: String, e: ConfigError| RegistryConfigError::invalid(&key, e);
         let default = match &self.default {
             Some(doc) => doc.build().map_err(|e| invalid("default".to_string(), e))?,
             None => CircuitBreakerConfig::default(),
@@ -1005,48 +1003,7 @@ impl<'de> Deserialize<'de> for RegistryConfig {
 
 // ===== paths and errors =====
 
-/// Whether `s` can be written as a bare TOML key.
-fn is_bare(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// `s` as a TOML basic string, quotes included.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Segments joined with `.`, each bare or quoted as in TOML: `services."a.b".operations.x`.
-fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
-    let mut out = String::new();
-    for (i, s) in segments.iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        let s = s.as_ref();
-        if is_bare(s) {
-            out.push_str(s);
-        } else {
-            out.push_str(&quote(s));
-        }
-    }
-    out
-}
+use crate::registry::{key_path, quote};
 
 /// Splits where an error happened into the table (`default`, `services.x`,
 /// `services.x.operations.y`) and the field inside it.

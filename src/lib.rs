@@ -85,6 +85,10 @@
 //!
 //! * `http`: [`classify::HttpStatusAsFailures`] (5xx, 408, 429 are failures; optional
 //!   `Retry-After`).
+//! * `serde`: `Serialize` for stats, (de)serialization of configuration, and registry
+//!   configuration documents in JSON and TOML ([`document`]).
+//! * `metrics`: per-circuit counters and a state gauge through the `metrics` facade
+//!   (names and labels in the README).
 //!
 //! # Supported Rust versions
 //!

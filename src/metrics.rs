@@ -32,9 +32,7 @@ pub(crate) struct CircuitMetrics {
 
 impl CircuitMetrics {
     pub(crate) fn new(service: &str, operation: &str) -> Self {
-        let calls = |outcome: &'static str| {
-            counter!(CALLS, "service" => service.to_owned(), "operation" => operation.to_owned(), "outcome" => outcome)
-        };
+        let calls = |outcome: &'static str| counter!(CALLS, "service" => service.to_owned(), "operation" => operation.to_owned(), "outcome" => outcome);
         let m = CircuitMetrics {
             success: calls("success"),
             failure: calls("failure"),

@@ -125,8 +125,11 @@ impl RegistryConfig {
         let op = s.operations.get(operation);
         let mut config = base.clone();
         for (key, patch) in [
-            (service.to_string(), Some(&s.all)),
-            (format!("{service}.{operation}"), op),
+            (key_path(&["services", service]), Some(&s.all)),
+            (
+                key_path(&["services", service, "operations", operation]),
+                op,
+            ),
         ] {
             if let Some(patch) = patch {
                 config = patch
@@ -159,8 +162,8 @@ impl RegistryConfigError {
         }
     }
 
-    fn invalid(key: &str, e: ConfigError) -> Self {
-        Self::new(key, Some(e.field().to_string()), e.to_string())
+    pub(crate) fn invalid(key: &str, e: ConfigError) -> Self {
+        Self::new(key, Some(e.field().to_string()), e.rule())
     }
 
     /// Where: for an error in a document, the table (`default`, `services.dynamodb`,
@@ -206,6 +209,49 @@ impl fmt::Display for RegistryConfigError {
 impl std::error::Error for RegistryConfigError {}
 
 // ===== keys =====
+
+/// Whether `s` can be written as a bare TOML key.
+fn is_bare(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `s` as a TOML basic string, quotes included.
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Segments joined with `.`, each bare or quoted as in TOML: `services."a.b".operations.x`.
+pub(crate) fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
+    let mut out = String::new();
+    for (i, s) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        let s = s.as_ref();
+        if is_bare(s) {
+            out.push_str(s);
+        } else {
+            out.push_str(&quote(s));
+        }
+    }
+    out
+}
 
 struct Key {
     service: Box<str>,
@@ -617,7 +663,7 @@ impl CircuitBreakerRegistry {
                 let new = config.resolve(&k.service, &k.operation, &e.base)?;
                 if new.window_buckets != e.circuit.config().window_buckets {
                     return Err(RegistryConfigError::invalid(
-                        &format!("{}.{}", k.service, k.operation),
+                        &key_path(&["services", &k.service, "operations", &k.operation]),
                         ConfigError::new("window_buckets", "cannot change on a live circuit"),
                     ));
                 }

@@ -941,12 +941,12 @@ async fn bad_document_changes_nothing() {
         // Valid on its own, but not for this live circuit.
         (
             "[services.dynamodb]\nwindow_buckets = 5\n",
-            "dynamodb.storeUserMessage",
+            "services.dynamodb.operations.storeUserMessage",
             "window_buckets",
         ),
         (
             "[services.dynamodb]\nmonitoring_window = \"5ms\"\n",
-            "dynamodb",
+            "services.dynamodb",
             "window_buckets",
         ),
     ];

@@ -3,7 +3,7 @@
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tower_circuit_breaker::classify::Verdict;
 use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState};
@@ -23,9 +23,9 @@ fn snapshotter() -> &'static Snapshotter {
 /// The debugging recorder's snapshot *drains* counters and gauges, so tests run one at a
 /// time and every snapshot is folded into one store: counters add up, gauges keep the
 /// value of the last snapshot in which they were set.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 type Labels = Vec<(String, String)>;
@@ -88,7 +88,7 @@ struct Down;
 
 #[tokio::test(start_paused = true)]
 async fn counters_and_state_gauge_follow_a_scripted_outage() {
-    let _serial = serial();
+    let _serial = serial().await;
     snapshotter();
     let registry = CircuitBreakerRegistry::new();
     let config = CircuitBreakerConfig::dynamodb();
@@ -169,7 +169,7 @@ async fn counters_and_state_gauge_follow_a_scripted_outage() {
 
 #[tokio::test(start_paused = true)]
 async fn two_keys_have_their_own_series() {
-    let _serial = serial();
+    let _serial = serial().await;
     snapshotter();
     let registry = CircuitBreakerRegistry::new();
     let a = registry.circuit(

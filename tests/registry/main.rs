@@ -358,7 +358,7 @@ async fn a_bad_config_changes_nothing_and_names_the_key_and_field() {
         },
     );
     let err = registry.apply_config(doc).unwrap_err();
-    assert_eq!(err.key(), "dynamodb.storeUserMessage");
+    assert_eq!(err.key(), "services.dynamodb.operations.storeUserMessage");
     assert_eq!(err.field(), Some("recovery_timeout"));
     assert!(err.to_string().contains("recovery_timeout"), "{err}");
     assert_eq!(registry.config(), before_config);
