@@ -42,18 +42,19 @@
 //!
 //! # Cost
 //!
-//! Looking up an existing key takes a read lock on one of 16 shards for the length of a
-//! hash-map lookup, allocates nothing, and holds no lock while the operation runs.
+//! Looking up an existing key hashes it once (SipHash with a random key, so names taken
+//! from requests cannot be chosen to collide), takes a read lock on one of 16 shards for
+//! the length of a hash-map lookup, allocates nothing, and holds no lock while the
+//! operation runs.
 
 use crate::config::{ConfigError, ConfigPatch};
 use crate::error::{CallError, CircuitOpen};
 use crate::stats::TransitionEvent;
 use crate::{Circuit, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerStats};
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const SHARDS: usize = 16;
@@ -70,7 +71,7 @@ pub struct CircuitBreakerRegistry {
 
 struct Inner {
     hasher: RandomState,
-    shards: Box<[RwLock<HashMap<Key, Entry>>]>,
+    shards: Box<[RwLock<Shard>]>,
     settings: RwLock<Settings>,
 }
 
@@ -80,6 +81,8 @@ struct Settings {
 }
 
 struct Entry {
+    service: Box<str>,
+    operation: Box<str>,
     circuit: Circuit,
     /// The configuration asked for at creation, before overrides: re-applying a document
     /// recomputes the circuit's configuration from it.
@@ -253,61 +256,36 @@ pub(crate) fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
     out
 }
 
-struct Key {
-    service: Box<str>,
-    operation: Box<str>,
-}
+/// One shard: circuits by the hash of their key (computed once, with the registry's
+/// `RandomState`), each hash holding the rare colliding keys in a short list.
+type Shard = HashMap<u64, Vec<Entry>, BuildHasherDefault<PassThrough>>;
 
-/// Lets a `(&str, &str)` look up a `Key` without building one.
-trait KeyRef {
-    fn parts(&self) -> (&str, &str);
-}
+/// The map's hasher: the key is already a SipHash output, so pass it through.
+#[derive(Default)]
+struct PassThrough(u64);
 
-impl KeyRef for Key {
-    fn parts(&self) -> (&str, &str) {
-        (&self.service, &self.operation)
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
-impl KeyRef for (&str, &str) {
-    fn parts(&self) -> (&str, &str) {
-        (self.0, self.1)
+impl Entry {
+    fn is(&self, service: &str, operation: &str) -> bool {
+        *self.service == *service && *self.operation == *operation
     }
 }
-
-impl<'a> Borrow<dyn KeyRef + 'a> for Key {
-    fn borrow(&self) -> &(dyn KeyRef + 'a) {
-        self
-    }
-}
-
-impl Hash for dyn KeyRef + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
-    }
-}
-
-impl PartialEq for dyn KeyRef + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn KeyRef + '_ {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for Key {}
 
 // ===== fallbacks =====
 
@@ -418,7 +396,7 @@ impl CircuitBreakerRegistry {
         CircuitBreakerRegistry {
             inner: Arc::new(Inner {
                 hasher: RandomState::new(),
-                shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+                shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
                 settings: RwLock::new(Settings {
                     config,
                     listeners: Vec::new(),
@@ -427,9 +405,11 @@ impl CircuitBreakerRegistry {
         }
     }
 
-    fn shard(&self, service: &str, operation: &str) -> &RwLock<HashMap<Key, Entry>> {
+    /// The key's hash and its shard. The shard comes from high bits, the map's bucket
+    /// from low ones, so a shard's keys spread over its whole table.
+    fn locate(&self, service: &str, operation: &str) -> (u64, &RwLock<Shard>) {
         let h = self.inner.hasher.hash_one((service, operation));
-        &self.inner.shards[(h as usize) % SHARDS]
+        (h, &self.inner.shards[(h >> 32) as usize % SHARDS])
     }
 
     fn settings(&self) -> RwLockReadGuard<'_, Settings> {
@@ -448,12 +428,12 @@ impl CircuitBreakerRegistry {
 
     /// The circuit of `(service, operation)`, if it exists.
     pub fn get(&self, service: &str, operation: &str) -> Option<Circuit> {
-        let shard = self
-            .shard(service, operation)
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let (h, shard) = self.locate(service, operation);
+        let shard = shard.read().unwrap_or_else(|e| e.into_inner());
         shard
-            .get(&(service, operation) as &dyn KeyRef)
+            .get(&h)?
+            .iter()
+            .find(|e| e.is(service, operation))
             .map(|e| e.circuit.clone())
     }
 
@@ -480,11 +460,10 @@ impl CircuitBreakerRegistry {
     ) -> Circuit {
         // Settings first, then the shard: the same order as `apply_config`.
         let settings = self.settings();
-        let mut shard = self
-            .shard(service, operation)
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = shard.get(&(service, operation) as &dyn KeyRef) {
+        let (h, shard) = self.locate(service, operation);
+        let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
+        let slot = shard.entry(h).or_default();
+        if let Some(e) = slot.iter().find(|e| e.is(service, operation)) {
             return e.circuit.clone();
         }
         let base = config.unwrap_or(&settings.config.default).clone();
@@ -497,16 +476,12 @@ impl CircuitBreakerRegistry {
             let l = l.clone();
             circuit.on_transition(move |e| l(e));
         }
-        shard.insert(
-            Key {
-                service: service.into(),
-                operation: operation.into(),
-            },
-            Entry {
-                circuit: circuit.clone(),
-                base,
-            },
-        );
+        slot.push(Entry {
+            service: service.into(),
+            operation: operation.into(),
+            circuit: circuit.clone(),
+            base,
+        });
         circuit
     }
 
@@ -584,10 +559,10 @@ impl CircuitBreakerRegistry {
         let mut out = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
-            out.extend(shard.iter().map(|(k, e)| {
+            out.extend(shard.values().flatten().map(|e| {
                 (
-                    k.service.to_string(),
-                    k.operation.to_string(),
+                    e.service.to_string(),
+                    e.operation.to_string(),
                     e.circuit.clone(),
                 )
             }));
@@ -600,7 +575,10 @@ impl CircuitBreakerRegistry {
         self.inner
             .shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| {
+                let s = s.read().unwrap_or_else(|e| e.into_inner());
+                s.values().map(Vec::len).sum::<usize>()
+            })
             .sum()
     }
 
@@ -659,11 +637,11 @@ impl CircuitBreakerRegistry {
         let mut plan = Vec::new();
         for shard in self.inner.shards.iter() {
             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
-            for (k, e) in shard.iter() {
-                let new = config.resolve(&k.service, &k.operation, &e.base)?;
+            for e in shard.values().flatten() {
+                let new = config.resolve(&e.service, &e.operation, &e.base)?;
                 if new.window_buckets != e.circuit.config().window_buckets {
                     return Err(RegistryConfigError::invalid(
-                        &key_path(&["services", &k.service, "operations", &k.operation]),
+                        &key_path(&["services", &e.service, "operations", &e.operation]),
                         ConfigError::new("window_buckets", "cannot change on a live circuit"),
                     ));
                 }
