@@ -1,0 +1,1 @@
+//! AWS SDK for Rust adapter (feature `aws`).
