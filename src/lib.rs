@@ -89,6 +89,11 @@
 //!   configuration documents in JSON and TOML ([`document`]).
 //! * `metrics`: per-circuit counters and a state gauge through the `metrics` facade
 //!   (names and labels in the README).
+//! * `aws`: [`aws`], a breaker around an AWS SDK for Rust client's HTTP connector, one
+//!   circuit per operation through a registry, classification that agrees with the SDK's
+//!   retry verdicts. The AWS SDK crates need Rust 1.94.1 or newer.
+//! * `cognito`: `aws::cognito`, Cognito JWT verification with the JWKS fetch behind a
+//!   breaker, failing closed.
 //!
 //! # Supported Rust versions
 //!
