@@ -473,11 +473,8 @@ impl Circuit {
         if kind == Kind::Untracked {
             return;
         }
-        let now = self.now_ns();
-        let hot = &self.shared.hot;
-        let slow =
-            now.saturating_sub(start.saturating_sub(1)) > hot.expected_ns.load(Ordering::Relaxed);
         if verdict == Verdict::Ignored {
+            // An ignored call records nothing timed: no clock read for it.
             self.shared.window.count_ignored();
             #[cfg(feature = "metrics")]
             self.shared.metrics.ignored.increment(1);
@@ -486,6 +483,10 @@ impl Circuit {
             }
             return;
         }
+        let now = self.now_ns();
+        let hot = &self.shared.hot;
+        let slow =
+            now.saturating_sub(start.saturating_sub(1)) > hot.expected_ns.load(Ordering::Relaxed);
         let outcome = Outcome {
             failed: verdict != Verdict::Success,
             slow,
