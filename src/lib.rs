@@ -120,6 +120,9 @@ pub mod config;
 pub mod document;
 pub mod error;
 mod fallback;
+#[cfg(feature = "fleet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+pub mod fleet;
 pub mod future;
 mod layer;
 #[cfg(feature = "metrics")]
