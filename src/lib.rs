@@ -114,6 +114,7 @@
 pub mod aws;
 mod circuit;
 pub mod classify;
+mod clock;
 pub mod config;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]

@@ -42,10 +42,15 @@
 //!
 //! # Cost
 //!
-//! Looking up an existing key hashes it once (SipHash with a random key, so names taken
-//! from requests cannot be chosen to collide), takes a read lock on one of 16 shards for
+//! Looking up an existing key hashes it once, takes a read lock on one of 16 shards for
 //! the length of a hash-map lookup, allocates nothing, and holds no lock while the
 //! operation runs.
+//!
+//! The hash is a fast multiply-rotate over 8-byte words, seeded at random per registry:
+//! keys are the names of services and operations in your code, short and few, and
+//! SipHash cost more than the rest of the lookup together. It is not built to resist
+//! keys chosen by an attacker; do not make registry keys out of request data (a key per
+//! tenant or per user is also a circuit per tenant or user, which is rarely meant).
 
 use crate::config::{ConfigError, ConfigPatch};
 use crate::error::{CallError, CircuitOpen};
@@ -70,7 +75,7 @@ pub struct CircuitBreakerRegistry {
 }
 
 struct Inner {
-    hasher: RandomState,
+    seed: u64,
     shards: Box<[RwLock<Shard>]>,
     settings: RwLock<Settings>,
 }
@@ -256,11 +261,11 @@ pub(crate) fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
     out
 }
 
-/// One shard: circuits by the hash of their key (computed once, with the registry's
-/// `RandomState`), each hash holding the rare colliding keys in a short list.
+/// One shard: circuits by the hash of their key (computed once, by [`key_hash`]), each
+/// hash holding the rare colliding keys in a short list.
 type Shard = HashMap<u64, Vec<Entry>, BuildHasherDefault<PassThrough>>;
 
-/// The map's hasher: the key is already a SipHash output, so pass it through.
+/// The map's hasher: the key is already a [`key_hash`] output, so pass it through.
 #[derive(Default)]
 struct PassThrough(u64);
 
@@ -279,6 +284,32 @@ impl Hasher for PassThrough {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+}
+
+/// The hash of a key: 8-byte words folded in by xor, multiply and rotate, the two names
+/// separated by their lengths, then a final avalanche so high and low bits both depend
+/// on every byte (the shard comes from the high bits, the map's bucket from the low).
+fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    #[inline]
+    fn fold(mut h: u64, bytes: &[u8]) -> u64 {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            h = (h ^ w).wrapping_mul(K).rotate_left(31);
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        (h ^ u64::from_le_bytes(tail) ^ (bytes.len() as u64) << 56)
+            .wrapping_mul(K)
+            .rotate_left(31)
+    }
+    let mut h = fold(fold(seed, service.as_bytes()), operation.as_bytes());
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 impl Entry {
@@ -395,7 +426,7 @@ impl CircuitBreakerRegistry {
     pub fn with_config(config: RegistryConfig) -> Self {
         CircuitBreakerRegistry {
             inner: Arc::new(Inner {
-                hasher: RandomState::new(),
+                seed: RandomState::new().hash_one(0x5eed_u64) | 1,
                 shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
                 settings: RwLock::new(Settings {
                     config,
@@ -408,7 +439,7 @@ impl CircuitBreakerRegistry {
     /// The key's hash and its shard. The shard comes from high bits, the map's bucket
     /// from low ones, so a shard's keys spread over its whole table.
     fn locate(&self, service: &str, operation: &str) -> (u64, &RwLock<Shard>) {
-        let h = self.inner.hasher.hash_one((service, operation));
+        let h = key_hash(self.inner.seed, service, operation);
         (h, &self.inner.shards[(h >> 32) as usize % SHARDS])
     }
 
