@@ -548,16 +548,8 @@ impl Circuit {
         }
         let flags = self.flags();
         let trip_failure = outcome.failed || (slow && flags & FLAG_SLOW_IS_FAILURE != 0);
-        let written = &self.shared.written;
-        let run = if trip_failure {
-            written.consecutive.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            if written.consecutive.load(Ordering::Relaxed) != 0 {
-                written.consecutive.store(0, Ordering::Relaxed);
-            }
-            0
-        };
         if kind == Kind::Probe {
+            self.count_run(trip_failure);
             self.shared.window.record_outside(outcome);
             match verdict {
                 Verdict::OpenFor(d) => self.open(generation, TransitionReason::RetryAfter, Some(d)),
@@ -567,13 +559,32 @@ impl Circuit {
             return;
         }
         let width = hot.width_ns.load(Ordering::Relaxed);
+        // The window first, then the run: whoever's failure completes the run sees, through
+        // the run counter, every outcome recorded before it (found by the loom model).
         self.shared.window.record(now, width, outcome);
+        let run = self.count_run(trip_failure);
         if let Verdict::OpenFor(d) = verdict {
             self.open(generation, TransitionReason::RetryAfter, Some(d));
         } else if (trip_failure && run >= hot.failure_threshold.load(Ordering::Relaxed))
             || flags & FLAG_RATES != 0
         {
             self.evaluate(generation, now, width, run, flags);
+        }
+    }
+
+    /// Extends or ends the run of consecutive failures; returns its new length.
+    #[inline]
+    fn count_run(&self, trip_failure: bool) -> u64 {
+        let consecutive = &self.shared.written.consecutive;
+        if trip_failure {
+            // Release: the outcome recorded before; acquire: the ones recorded before the
+            // failures this one follows.
+            consecutive.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            if consecutive.load(Ordering::Relaxed) != 0 {
+                consecutive.store(0, Ordering::Release);
+            }
+            0
         }
     }
 
