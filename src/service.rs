@@ -123,16 +123,21 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     #[inline]
     fn local(&mut self) -> Option<&Arc<Local>> {
         if self.local.is_none() {
-            if !self.used {
-                self.used = true;
-                return None;
-            }
-            self.local = Some(Arc::new(Local {
-                circuit: self.circuit.clone(),
-                name: self.circuit.name_copy(),
-            }));
+            return self.first_calls();
         }
         self.local.as_ref()
+    }
+
+    #[cold]
+    fn first_calls(&mut self) -> Option<&Arc<Local>> {
+        if !self.used {
+            self.used = true;
+            return None;
+        }
+        Some(self.local.insert(Arc::new(Local {
+            circuit: self.circuit.clone(),
+            name: self.circuit.name_copy(),
+        })))
     }
 
     #[inline]
@@ -173,6 +178,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     }
 
     /// Decides admission for the next call. `Pending` only in backpressure mode.
+    #[inline]
     fn poll_decision(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !matches!(self.decision, Decision::Undecided) {
             return Poll::Ready(());
@@ -184,6 +190,11 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
             };
             return Poll::Ready(());
         }
+        self.poll_backpressure(cx)
+    }
+
+    /// Backpressure mode: admitted, or `Pending` until the circuit may admit again.
+    fn poll_backpressure(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if let Ok(ticket) = self.circuit.admit(false) {
                 self.sleep = None;
@@ -210,6 +221,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         }
     }
 
+    #[inline]
     fn take_decision(&mut self) -> Decision {
         match std::mem::replace(&mut self.decision, Decision::Undecided) {
             Decision::Undecided => panic!("poll_ready must be called first"),
