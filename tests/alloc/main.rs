@@ -151,6 +151,33 @@ fn closed_calls_through_a_clone_allocate_nothing() {
     assert_eq!(first.circuit().stats().success_count, WARM_UP + CALLS);
 }
 
+/// A clone made for one call (`svc.clone().oneshot(req)`) allocates nothing; a clone that
+/// keeps calling gets a handle of its own (two allocations, once, on its second call), so
+/// its response futures count references on a cache line no other clone writes.
+#[test]
+fn a_clone_allocates_its_own_handle_once_on_its_second_call() {
+    let first = breaker();
+    let cx = &mut Context::from_waker(Waker::noop());
+    let mut svc = first.clone();
+    let n = allocations_in(|| {
+        drive(&mut svc, 1, cx).unwrap();
+    });
+    assert_eq!(n, 0, "first call of a fresh clone");
+    let n = allocations_in(|| {
+        drive(&mut svc, 2, cx).unwrap();
+    });
+    assert_eq!(
+        n, 2,
+        "second call: the clone's handle and its copy of the name"
+    );
+    let n = allocations_in(|| {
+        for i in 0..CALLS {
+            drive(&mut svc, i, cx).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations over {CALLS} later calls");
+}
+
 #[test]
 fn open_rejections_allocate_at_most_the_boxed_error() {
     let mut svc = breaker();
