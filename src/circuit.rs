@@ -419,8 +419,8 @@ impl Circuit {
                 }
                 (_, CircuitState::Closed) => return Ok(ticket(Kind::Tracked, w.generation())),
                 (_, CircuitState::Open) => {
-                    let now = self.now_ns();
                     let until = hot.open_until.load(Ordering::Acquire);
+                    let now = self.shared.clock.now_ns_near(until);
                     if now < until {
                         return self.reject(
                             RejectReason::Open,

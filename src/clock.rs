@@ -114,6 +114,22 @@ impl Clock {
         self.precise_ns()
     }
 
+    /// Nanoseconds since the origin, exact within a tick of `deadline`: the coarse clock
+    /// can be up to a tick either side of the precise one, so near a deadline (the end of
+    /// a break) the precise clock decides. A caller told to retry after `d` is then never
+    /// turned away because the coarse clock had not ticked yet, and a backpressure waiter
+    /// woken at the deadline finds the circuit ready instead of spinning for a tick.
+    #[inline]
+    pub(crate) fn now_ns_near(&self, deadline: u64) -> u64 {
+        let now = self.now_ns();
+        if self.source.load(Ordering::Relaxed) == SOURCE_COARSE
+            && now.abs_diff(deadline) <= MAX_COARSE_RESOLUTION_NS
+        {
+            return self.precise_ns();
+        }
+        now
+    }
+
     fn precise_ns(&self) -> u64 {
         Instant::now()
             .saturating_duration_since(self.origin)
