@@ -807,6 +807,11 @@ impl Circuit {
     /// Changing `monitoring_window` restarts the window: its counts move to the lifetime
     /// totals (nothing is lost), and the consecutive-failure run carries over.
     ///
+    /// Lowering `half_open_max_calls` on a half-open circuit to no more than the probes
+    /// that already succeeded closes it at once (reason
+    /// [`ProbesSucceeded`](TransitionReason::ProbesSucceeded)); probes still in flight
+    /// become late.
+    ///
     /// # Errors
     ///
     /// `window_buckets` is fixed when the circuit is created; a different value is refused
@@ -824,7 +829,17 @@ impl Circuit {
         if config.bucket_width_ns() != old_width {
             self.shared.window.clear();
         }
+        let half_open_max = config.half_open_max_calls;
         slow.config = config;
+        drop(slow);
+        // Lowered below the probes that already passed: the half-open test is over. Left
+        // alone, no probe would ever be admitted again and the circuit would stay HalfOpen.
+        self.transition(TransitionReason::ProbesSucceeded, |w| {
+            (w.state() == CircuitState::HalfOpen
+                && w.mode() == Mode::Normal
+                && w.probe_passes() >= half_open_max)
+                .then_some((CircuitState::Closed, Mode::Normal))
+        });
         Ok(())
     }
 
