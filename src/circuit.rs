@@ -8,12 +8,12 @@ use crate::state::{Mode, Word};
 use crate::stats::{
     CircuitBreakerStats, ManualOverride, TransitionEvent, TransitionReason, WindowStats,
 };
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, fence};
 use crate::window::{Outcome, Window};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
