@@ -5,7 +5,8 @@
 //! A history is a configuration and a list of steps: calls that succeed, fail, are
 //! ignored, ask the circuit to open for a server-given time, complete at once or are held
 //! in flight and later completed (perhaps slow) or dropped; several held calls are
-//! concurrent probes; time jumps (up to hours: a frozen Lambda sandbox); manual
+//! concurrent probes; tower services made ready (reserving a probe slot, or waiting in
+//! backpressure mode) and dropped without a call; time jumps (up to hours: a frozen Lambda sandbox); manual
 //! `force_open` / `disable` / `reset`; live reconfiguration. The real circuit runs under a
 //! paused tokio clock and is driven only through its public API (`Circuit::call_with`
 //! futures polled by hand). After every step the admission decision (and rejection reason
@@ -26,10 +27,13 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestError, TestRunner};
 use tokio::sync::oneshot;
+use tower::{Layer, Service};
 use tower_circuit_breaker::classify::Verdict;
 use tower_circuit_breaker::error::{CallError, RejectReason};
 use tower_circuit_breaker::stats::{ManualOverride, TransitionEvent, TransitionReason};
-use tower_circuit_breaker::{Circuit, CircuitBreakerConfig, CircuitBreakerStats, CircuitState};
+use tower_circuit_breaker::{
+    Circuit, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerStats, CircuitState,
+};
 
 use CircuitState::{Closed, HalfOpen, Open};
 
@@ -116,6 +120,9 @@ enum Step {
     Complete(usize, End),
     /// Drops the held call `n % in_flight` before it completes.
     Drop(usize),
+    /// A tower `CircuitBreaker` on the circuit is polled ready once (in backpressure mode
+    /// when `true`), then dropped without being called.
+    ReadyThenDrop(bool),
     /// Moves the clock this many ms.
     Advance(u64),
     ForceOpen,
@@ -199,6 +206,7 @@ fn step_strategy(buckets: u32) -> impl Strategy<Value = Step> {
         8 => Just(Step::Hold),
         8 => (any::<usize>(), end_strategy()).prop_map(|(n, e)| Step::Complete(n, e)),
         3 => any::<usize>().prop_map(Step::Drop),
+        3 => any::<bool>().prop_map(Step::ReadyThenDrop),
         15 => advance_strategy().prop_map(Step::Advance),
         1 => Just(Step::ForceOpen),
         1 => Just(Step::Disable),
@@ -277,8 +285,9 @@ struct Model {
     last_success: Option<u64>,
     last_failure: Option<u64>,
     events: Vec<(CircuitState, CircuitState, TransitionReason)>,
-    /// The last admission decision, for the run's tallies.
-    admitted_last: Result<ModelCall, ()>,
+    /// The admission decision of the current step, if it made one: `Some(None)` for a
+    /// rejection. Only for the run's tallies.
+    last_admission: Option<Option<Admitted>>,
 }
 
 impl Model {
@@ -303,11 +312,7 @@ impl Model {
             last_success: None,
             last_failure: None,
             events: Vec::new(),
-            admitted_last: Ok(ModelCall {
-                admitted: Admitted::Unrecorded,
-                period: 0,
-                start: 0,
-            }),
+            last_admission: None,
         }
     }
 
@@ -359,16 +364,35 @@ impl Model {
 
     /// The admission decision for a call arriving now.
     fn admit(&mut self) -> Result<ModelCall, (RejectReason, Option<Duration>)> {
-        let decision = self.decide();
-        self.admitted_last = decision.map_err(|_| ());
+        self.decide(true)
+    }
+
+    /// The admission decision of a service in backpressure mode: it waits instead of
+    /// being rejected, so a would-be rejection is not counted (unless shadow mode admits
+    /// it: then it is the rejection it would have been).
+    fn admit_quietly(&mut self) -> Option<ModelCall> {
+        self.decide(false).ok()
+    }
+
+    /// An admitted call dropped before it started (a service made ready, then dropped
+    /// without being called): only a probe slot is given back; nothing is counted.
+    fn unstarted(&mut self, call: ModelCall) {
+        if call.admitted == Admitted::Probe && call.period == self.period {
+            self.probes_out -= 1;
+        }
+    }
+
+    fn decide(&mut self, count: bool) -> Result<ModelCall, (RejectReason, Option<Duration>)> {
+        let decision = self.decide_inner(count);
+        self.last_admission = Some(decision.ok().map(|c| c.admitted));
         decision
     }
 
-    fn decide(&mut self) -> Result<ModelCall, (RejectReason, Option<Duration>)> {
+    fn decide_inner(&mut self, count: bool) -> Result<ModelCall, (RejectReason, Option<Duration>)> {
         let admitted = match (self.manual, self.state) {
             (Manual::Disabled, _) => Ok(Admitted::Unrecorded),
             (Manual::ForcedOpen, _) => {
-                self.rejected += 1;
+                self.rejected += u64::from(count);
                 return Err((RejectReason::ForcedOpen, None));
             }
             (Manual::None, Closed) => Ok(Admitted::Counted),
@@ -397,10 +421,11 @@ impl Model {
         let admitted = match admitted {
             Ok(a) => a,
             Err(rejection) => {
-                self.rejected += 1;
                 if !self.cfg.metrics_only {
+                    self.rejected += u64::from(count);
                     return Err(rejection);
                 }
+                self.rejected += 1;
                 Admitted::Shadow
             }
         };
@@ -815,6 +840,40 @@ fn run_history(h: &History) -> Result<(), String> {
                     drop(h.future);
                     model.dropped(h.model);
                 }
+                Step::ReadyThenDrop(backpressure) => {
+                    let layer = CircuitBreakerLayer::from_circuit(circuit.clone());
+                    let layer = if *backpressure {
+                        layer.backpressure()
+                    } else {
+                        layer
+                    };
+                    let mut svc = layer.layer(tower::service_fn(|()| async {
+                        Ok::<_, std::io::Error>(())
+                    }));
+                    let ready = Service::<()>::poll_ready(
+                        &mut svc,
+                        &mut Context::from_waker(Waker::noop()),
+                    );
+                    let expect = if *backpressure {
+                        model.admit_quietly()
+                    } else {
+                        // In reject mode a rejected service is ready too: its call would fail.
+                        model.admit().ok()
+                    };
+                    match (ready, expect) {
+                        (Poll::Ready(Ok(())), Some(call)) => {
+                            drop(svc);
+                            model.unstarted(call);
+                        }
+                        (Poll::Ready(Ok(())), None) if !*backpressure => {}
+                        (Poll::Pending, None) if *backpressure => {}
+                        (real, expect) => {
+                            return Err(fail(format!(
+                                "poll_ready: service {real:?}, model {expect:?}"
+                            )));
+                        }
+                    }
+                }
                 Step::Advance(ms) => {
                     tokio::time::advance(Duration::from_millis(*ms)).await;
                     model.now += ms * MS;
@@ -870,18 +929,11 @@ fn run_history(h: &History) -> Result<(), String> {
                 .iter()
                 .map(|e| (e.from, e.to, e.reason))
                 .collect();
-            if let Ok(c) = model.admitted_last {
-                if c.admitted == Admitted::Probe {
-                    PROBES.fetch_add(1, Ordering::Relaxed);
-                }
-            } else {
-                REJECTIONS.fetch_add(1, Ordering::Relaxed);
-            }
-            model.admitted_last = Ok(ModelCall {
-                admitted: Admitted::Unrecorded,
-                period: 0,
-                start: 0,
-            });
+            match model.last_admission.take() {
+                Some(Some(Admitted::Probe)) => PROBES.fetch_add(1, Ordering::Relaxed),
+                Some(None) => REJECTIONS.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
             if real_events != model.events {
                 return Err(fail(format!(
                     "events differ\n circuit: {real_events:?}\n   model: {:?}",
@@ -1022,8 +1074,8 @@ fn regression_lowering_half_open_max_below_passed_probes_does_not_wedge() {
 /// probe's success closes the circuit.
 #[tokio::test(start_paused = true)]
 async fn a_frozen_process_thaws_into_exactly_one_probe() {
-    use tower::{Service, ServiceExt};
-    use tower_circuit_breaker::{BoxError, CircuitBreakerLayer};
+    use tower::ServiceExt;
+    use tower_circuit_breaker::BoxError;
 
     let layer = CircuitBreakerLayer::named("frozen", CircuitBreakerConfig::dynamodb());
     let circuit = layer.circuit().clone();
