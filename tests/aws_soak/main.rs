@@ -307,11 +307,11 @@ async fn a_flapping_dependency_never_wedges_the_circuit() {
         cycles >= 4,
         "the soak must really have flapped: {cycles} cycles"
     );
-    eprintln!(
+    aws_support::report(&format!(
         "aws soak: {total} operations {per_health:?} (ok {ok}, failed {failed}, rejected {rejected}); \
          {} attempts on the wire; {} transitions, {cycles} half-open cycles, at most {most} probes in flight; \
-         {waits} waits on retry_after",
+         {waits} waits on retry_after\n",
         wire.attempts(),
         events.len()
-    );
+    ));
 }

@@ -5,6 +5,7 @@
 
 mod checks;
 
+use std::io::Write as _;
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) -> usize {
@@ -20,7 +21,11 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
         }
         n += 1;
     }
-    eprintln!("fuzz corpus: {target}: {n} inputs replayed");
+    // Straight to stderr, past the test harness capture, so CI logs show it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "fuzz corpus: {target}: {n} inputs replayed"
+    );
     assert!(n > 0, "the {target} corpus is empty");
     n
 }

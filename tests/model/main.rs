@@ -18,6 +18,7 @@
 //! regression tests.
 
 use std::future::Future;
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -964,7 +965,9 @@ fn random_histories_agree_with_the_model() {
     let result = runner.run(&history_strategy(), |h| {
         run_history(&h).map_err(TestCaseError::fail)
     });
-    eprintln!(
+    // Straight to stderr, past the test harness capture, so CI logs show it.
+    let _ = writeln!(
+        std::io::stderr(),
         "model: {} histories, {} steps explored (including shrinking); {} transitions, {} rejections, {} probes admitted",
         HISTORIES.load(Ordering::Relaxed),
         STEPS.load(Ordering::Relaxed),

@@ -17,6 +17,7 @@
 //! `TCB_STRESS_CALLS` sets the number of calls per thread (default 250 000).
 
 use std::future::{Future, poll_fn};
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -219,7 +220,9 @@ fn counts_add_up_exactly_under_two_cores_and_flapping_health() {
     // The end state the final health implies, on a paused clock.
     let (closed_after, opened_after) = settle(&circuit);
     let chain = check_chain(&events.lock().unwrap(), circuit.state());
-    eprintln!(
+    // Straight to stderr, past the test harness capture, so CI logs show it.
+    let _ = writeln!(
+        std::io::stderr(),
         "stress: {} calls on {THREADS} threads (ok {}, failed {}, ignored/dropped {}, rejected {}); \
          {} transitions ({} openings); max probes in flight seen {}; healthy closed after {closed_after} calls, failing opened after {opened_after}",
         n * THREADS as u64,
