@@ -144,7 +144,7 @@ fn counts_add_up_exactly_under_two_cores_and_flapping_health() {
                 let issued = issued.clone();
                 let circuit = circuit.clone();
                 s.spawn(move || {
-                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x1234_5678);
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678));
                     let mut seen = Seen::default();
                     tokio_test::block_on(async {
                         for i in 0..n {
