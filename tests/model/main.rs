@@ -30,7 +30,7 @@ use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestError, Te
 use tokio::sync::oneshot;
 use tower::{Layer, Service};
 use tower_circuit_breaker::classify::Verdict;
-use tower_circuit_breaker::error::{CallError, RejectReason};
+use tower_circuit_breaker::error::{CallError, CircuitOpen, RejectReason};
 use tower_circuit_breaker::stats::{ManualOverride, TransitionEvent, TransitionReason};
 use tower_circuit_breaker::{
     Circuit, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerStats, CircuitState,
@@ -727,6 +727,21 @@ struct Held {
     model: ModelCall,
 }
 
+/// The rejection agrees with the model's reason and `retry_after`.
+fn same_rejection(
+    r: &CircuitOpen,
+    (reason, after): (RejectReason, Option<Duration>),
+) -> Result<(), String> {
+    if (r.reason(), r.retry_after()) == (reason, after) {
+        return Ok(());
+    }
+    Err(format!(
+        "rejected with {:?} / {:?}, model says {reason:?} / {after:?}",
+        r.reason(),
+        r.retry_after()
+    ))
+}
+
 static HISTORIES: AtomicU64 = AtomicU64::new(0);
 static STEPS: AtomicU64 = AtomicU64::new(0);
 static TRANSITIONS: AtomicU64 = AtomicU64::new(0);
@@ -759,14 +774,8 @@ fn run_history(h: &History) -> Result<(), String> {
                     let real = poll(&mut f);
                     let expect = model.admit();
                     match (real, expect) {
-                        (Poll::Ready(Err(CallError::Rejected(r))), Err((reason, after))) => {
-                            if (r.reason(), r.retry_after()) != (reason, after) {
-                                return Err(fail(format!(
-                                    "rejected with {:?} / {:?}, model says {reason:?} / {after:?}",
-                                    r.reason(),
-                                    r.retry_after()
-                                )));
-                            }
+                        (Poll::Ready(Err(CallError::Rejected(r))), Err(expected)) => {
+                            same_rejection(&r, expected).map_err(fail)?;
                         }
                         (Poll::Ready(out), Ok(call))
                             if out.as_ref().err().and_then(|e| e.rejection()).is_none() =>
@@ -799,14 +808,8 @@ fn run_history(h: &History) -> Result<(), String> {
                             answer: tx,
                             model: call,
                         }),
-                        (Poll::Ready(Err(CallError::Rejected(r))), Err((reason, after))) => {
-                            if (r.reason(), r.retry_after()) != (reason, after) {
-                                return Err(fail(format!(
-                                    "rejected with {:?} / {:?}, model says {reason:?} / {after:?}",
-                                    r.reason(),
-                                    r.retry_after()
-                                )));
-                            }
+                        (Poll::Ready(Err(CallError::Rejected(r))), Err(expected)) => {
+                            same_rejection(&r, expected).map_err(fail)?;
                         }
                         (real, expect) => {
                             return Err(fail(format!(
