@@ -2,6 +2,7 @@
 
 use crate::CircuitState;
 use crate::classify::{Classify, ErrorsAsFailures, Verdict};
+use crate::clock::Clock;
 use crate::config::{CircuitBreakerConfig, ConfigError};
 use crate::error::{CallError, CircuitOpen, RejectReason};
 use crate::state::{Mode, Word};
@@ -10,6 +11,7 @@ use crate::stats::{
 };
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, fence};
 use crate::window::{Outcome, Window};
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -105,7 +107,7 @@ struct Shared {
     name: Arc<str>,
     service: Arc<str>,
     operation: Arc<str>,
-    origin: Instant,
+    clock: Clock,
     origin_wall: SystemTime,
     has_waiters: AtomicBool,
     slow: Mutex<Slow>,
@@ -148,20 +150,48 @@ enum Kind {
     Shadow,
 }
 
+/// What admission granted: the kind of call and the generation it was admitted in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    kind: Kind,
+    generation: u64,
+}
+
+/// What admission refused: the [`CircuitOpen`] without the circuit's name, which the
+/// caller adds from whichever handle to it is cheapest to clone where it stands.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rejection {
+    reason: RejectReason,
+    retry_after: Option<Duration>,
+}
+
+impl Rejection {
+    pub(crate) fn into_error(self, circuit: Arc<str>) -> CircuitOpen {
+        CircuitOpen::new(circuit, self.reason, self.retry_after)
+    }
+}
+
 /// The right to make one call, and the duty to report how it went.
 ///
-/// Taken by [`Circuit::acquire`]. [`start`](Self::start) when the call begins and
-/// [`complete`](Self::complete) when it ends. Dropped without `complete`: a started call
-/// follows the dropped-call policy; an unstarted one only gives back its probe slot.
-pub(crate) struct Permit {
-    circuit: Circuit,
+/// Taken by [`Permit::acquire`], or made from a [`Circuit::admit`] ticket. [`start`](Self::start) when the
+/// call begins and [`complete`](Self::complete) when it ends. Dropped without `complete`:
+/// a started call follows the dropped-call policy; an unstarted one only gives back its
+/// probe slot.
+///
+/// `H` is how the permit reaches its circuit: a borrowed `&Circuit` where the call cannot
+/// outlive it ([`Circuit::call`]), an owned handle where it can (a tower response future).
+/// Borrowing costs nothing; an owned handle costs a reference-count increment and
+/// decrement, which the tower service keeps on a cache line of its own (see
+/// `service::Handle`).
+pub(crate) struct Permit<H: Borrow<Circuit> = Circuit> {
+    circuit: H,
     kind: Kind,
     generation: u64,
     /// `ns + 1` when started, 0 before.
     start: u64,
 }
 
-impl std::fmt::Debug for Permit {
+impl<H: Borrow<Circuit>> std::fmt::Debug for Permit<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Permit")
             .field("kind", &self.kind)
@@ -169,11 +199,31 @@ impl std::fmt::Debug for Permit {
     }
 }
 
-impl Permit {
+impl<H: Borrow<Circuit>> Permit<H> {
+    /// Asks `circuit`'s circuit to admit one call, counting a rejection.
+    #[inline]
+    pub(crate) fn acquire(circuit: H) -> Result<Self, CircuitOpen> {
+        match circuit.borrow().admit(true) {
+            Ok(ticket) => Ok(Self::new(circuit, ticket)),
+            Err(rejection) => Err(rejection.into_error(circuit.borrow().shared.name.clone())),
+        }
+    }
+
+    /// The permit for a call `circuit` admitted with [`Circuit::admit`].
+    #[inline]
+    pub(crate) fn new(circuit: H, ticket: Ticket) -> Self {
+        Permit {
+            circuit,
+            kind: ticket.kind,
+            generation: ticket.generation,
+            start: 0,
+        }
+    }
+
     /// Marks the start of the call (reads the clock once).
     #[inline]
     pub(crate) fn start(&mut self) {
-        self.start = self.circuit.now_ns() + 1;
+        self.start = self.circuit.borrow().now_ns() + 1;
     }
 
     /// Reports the verdict of the call (reads the clock once).
@@ -181,20 +231,23 @@ impl Permit {
     pub(crate) fn complete(mut self, verdict: Verdict) {
         let kind = std::mem::replace(&mut self.kind, Kind::Untracked);
         let start = self.start;
-        self.circuit.complete(kind, self.generation, start, verdict);
+        self.circuit
+            .borrow()
+            .complete(kind, self.generation, start, verdict);
     }
 }
 
-impl Drop for Permit {
+impl<H: Borrow<Circuit>> Drop for Permit<H> {
     fn drop(&mut self) {
+        let circuit = self.circuit.borrow();
         match self.kind {
             Kind::Untracked => {}
             _ if self.start == 0 => {
                 if self.kind == Kind::Probe {
-                    self.circuit.return_probe(self.generation);
+                    circuit.return_probe(self.generation);
                 }
             }
-            kind => self.circuit.dropped(kind, self.generation, self.start),
+            kind => circuit.dropped(kind, self.generation, self.start),
         }
     }
 }
@@ -229,7 +282,7 @@ impl Circuit {
         operation: Arc<str>,
         config: CircuitBreakerConfig,
     ) -> Self {
-        let origin = Instant::now();
+        let clock = Clock::new(config.clock_span_ns());
         let origin_wall = SystemTime::now();
         let window = Window::new(config.window_buckets as usize);
         let seed = origin_wall
@@ -259,7 +312,7 @@ impl Circuit {
             name,
             service,
             operation,
-            origin,
+            clock,
             origin_wall,
             has_waiters: AtomicBool::new(false),
             slow: Mutex::new(Slow {
@@ -279,6 +332,16 @@ impl Circuit {
     /// The circuit's name.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// A new copy of the name, with a reference count of its own (see `service::Local`).
+    pub(crate) fn name_copy(&self) -> Arc<str> {
+        Arc::from(&*self.shared.name)
+    }
+
+    /// The shared name.
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        self.shared.name.clone()
     }
 
     /// The current state. Reading it never changes it: an Open circuit whose recovery
@@ -303,11 +366,15 @@ impl Circuit {
         Word(self.shared.hot.word.load(Ordering::Acquire))
     }
 
+    /// The hot-path clock read (see [`crate::clock`]).
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
-        Instant::now()
-            .saturating_duration_since(self.shared.origin)
-            .as_nanos() as u64
+        self.shared.clock.now_ns()
+    }
+
+    /// The clock read of cold paths: also notices a tokio clock paused after creation.
+    fn now_ns_checked(&self) -> u64 {
+        self.shared.clock.now_ns_checked()
     }
 
     fn wall(&self, ns: u64) -> SystemTime {
@@ -315,7 +382,7 @@ impl Circuit {
     }
 
     pub(crate) fn instant(&self, ns: u64) -> Instant {
-        self.shared.origin + Duration::from_nanos(ns)
+        self.shared.clock.origin() + Duration::from_nanos(ns)
     }
 
     fn lock(&self) -> MutexGuard<'_, Slow> {
@@ -330,46 +397,27 @@ impl Circuit {
 
     // ===== admission =====
 
-    /// Asks to make one call.
+    /// The admission decision; `count`: whether a rejection counts as one. The ticket
+    /// must become a [`Permit`] at once, which reports the call.
     #[inline]
-    pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
+    pub(crate) fn admit(&self, count: bool) -> Result<Ticket, Rejection> {
         let w = self.word();
         if w.is_closed_normal() {
-            return Ok(self.permit(Kind::Tracked, w.generation()));
+            return Ok(ticket(Kind::Tracked, w.generation()));
         }
-        self.acquire_slow(w, true)
-    }
-
-    /// Asks to make one call without counting a rejection (backpressure mode waits
-    /// instead of rejecting).
-    pub(crate) fn try_acquire_quiet(&self) -> Option<Permit> {
-        let w = self.word();
-        if w.is_closed_normal() {
-            return Some(self.permit(Kind::Tracked, w.generation()));
-        }
-        self.acquire_slow(w, false).ok()
-    }
-
-    #[inline]
-    fn permit(&self, kind: Kind, generation: u64) -> Permit {
-        Permit {
-            circuit: self.clone(),
-            kind,
-            generation,
-            start: 0,
-        }
+        self.acquire_slow(w, count)
     }
 
     #[inline(never)]
-    fn acquire_slow(&self, mut w: Word, count: bool) -> Result<Permit, CircuitOpen> {
+    fn acquire_slow(&self, mut w: Word, count: bool) -> Result<Ticket, Rejection> {
         let hot = &self.shared.hot;
         loop {
             match (w.mode(), w.state()) {
-                (Mode::Disabled, _) => return Ok(self.permit(Kind::Untracked, w.generation())),
+                (Mode::Disabled, _) => return Ok(ticket(Kind::Untracked, w.generation())),
                 (Mode::ForcedOpen, _) => {
                     return self.reject(RejectReason::ForcedOpen, None, w, count);
                 }
-                (_, CircuitState::Closed) => return Ok(self.permit(Kind::Tracked, w.generation())),
+                (_, CircuitState::Closed) => return Ok(ticket(Kind::Tracked, w.generation())),
                 (_, CircuitState::Open) => {
                     let now = self.now_ns();
                     let until = hot.open_until.load(Ordering::Acquire);
@@ -382,7 +430,7 @@ impl Circuit {
                         );
                     }
                     match self.begin_half_open(w) {
-                        Some(permit) => return Ok(permit),
+                        Some(ticket) => return Ok(ticket),
                         None => w = self.word(),
                     }
                 }
@@ -397,7 +445,7 @@ impl Circuit {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => return Ok(self.permit(Kind::Probe, w.generation())),
+                        Ok(_) => return Ok(ticket(Kind::Probe, w.generation())),
                         Err(actual) => w = Word(actual),
                     }
                 }
@@ -411,21 +459,20 @@ impl Circuit {
         retry_after: Option<Duration>,
         w: Word,
         count: bool,
-    ) -> Result<Permit, CircuitOpen> {
+    ) -> Result<Ticket, Rejection> {
         if reason != RejectReason::ForcedOpen && self.flags() & FLAG_METRICS_ONLY != 0 {
             // Shadow mode admits the call; it still counts as the rejection it would have
             // been, whichever way admission was asked for.
             self.count_rejected();
-            return Ok(self.permit(Kind::Shadow, w.generation()));
+            return Ok(ticket(Kind::Shadow, w.generation()));
         }
         if count {
             self.count_rejected();
         }
-        Err(CircuitOpen::new(
-            self.shared.name.clone(),
+        Err(Rejection {
             reason,
             retry_after,
-        ))
+        })
     }
 
     fn count_rejected(&self) {
@@ -501,16 +548,8 @@ impl Circuit {
         }
         let flags = self.flags();
         let trip_failure = outcome.failed || (slow && flags & FLAG_SLOW_IS_FAILURE != 0);
-        let written = &self.shared.written;
-        let run = if trip_failure {
-            written.consecutive.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            if written.consecutive.load(Ordering::Relaxed) != 0 {
-                written.consecutive.store(0, Ordering::Relaxed);
-            }
-            0
-        };
         if kind == Kind::Probe {
+            self.count_run(trip_failure);
             self.shared.window.record_outside(outcome);
             match verdict {
                 Verdict::OpenFor(d) => self.open(generation, TransitionReason::RetryAfter, Some(d)),
@@ -520,13 +559,32 @@ impl Circuit {
             return;
         }
         let width = hot.width_ns.load(Ordering::Relaxed);
+        // The window first, then the run: whoever's failure completes the run sees, through
+        // the run counter, every outcome recorded before it (found by the loom model).
         self.shared.window.record(now, width, outcome);
+        let run = self.count_run(trip_failure);
         if let Verdict::OpenFor(d) = verdict {
             self.open(generation, TransitionReason::RetryAfter, Some(d));
         } else if (trip_failure && run >= hot.failure_threshold.load(Ordering::Relaxed))
             || flags & FLAG_RATES != 0
         {
             self.evaluate(generation, now, width, run, flags);
+        }
+    }
+
+    /// Extends or ends the run of consecutive failures; returns its new length.
+    #[inline]
+    fn count_run(&self, trip_failure: bool) -> u64 {
+        let consecutive = &self.shared.written.consecutive;
+        if trip_failure {
+            // Release: the outcome recorded before; acquire: the ones recorded before the
+            // failures this one follows.
+            consecutive.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            if consecutive.load(Ordering::Relaxed) != 0 {
+                consecutive.store(0, Ordering::Release);
+            }
+            0
         }
     }
 
@@ -649,11 +707,11 @@ impl Circuit {
 
     /// Moves Open → HalfOpen with the first probe slot taken for the caller. `None` when
     /// the word changed under us (someone else moved it).
-    fn begin_half_open(&self, seen: Word) -> Option<Permit> {
+    fn begin_half_open(&self, seen: Word) -> Option<Ticket> {
         let new = self.transition(TransitionReason::RecoveryTimeoutElapsed, |w| {
             (w == seen).then_some((CircuitState::HalfOpen, Mode::Normal))
         })?;
-        Some(self.permit(Kind::Probe, new.generation()))
+        Some(ticket(Kind::Probe, new.generation()))
     }
 
     /// Performs one transition under the lock if `decide` approves the current word, then
@@ -689,7 +747,7 @@ impl Circuit {
                         u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
                     });
                     hot.open_until
-                        .store(self.now_ns().saturating_add(d), Ordering::Release);
+                        .store(self.now_ns_checked().saturating_add(d), Ordering::Release);
                 }
                 if state == CircuitState::Closed
                     && matches!(
@@ -826,6 +884,7 @@ impl Circuit {
         let mut slow = self.lock();
         let old_width = slow.config.bucket_width_ns();
         self.shared.store_tunables(&config);
+        self.shared.clock.configure(config.clock_span_ns());
         if config.bucket_width_ns() != old_width {
             self.shared.window.clear();
         }
@@ -864,7 +923,7 @@ impl Circuit {
     }
 
     fn stats_locked(&self, slow: &Slow) -> CircuitBreakerStats {
-        let now = self.now_ns();
+        let now = self.now_ns_checked();
         let hot = &self.shared.hot;
         let w = self.word();
         let (window, life) = self
@@ -959,12 +1018,17 @@ impl Circuit {
         C: Classify<T, E> + ?Sized,
         F: Future<Output = Result<T, E>>,
     {
-        let mut permit = self.acquire().map_err(CallError::Rejected)?;
+        let mut permit = Permit::acquire(self).map_err(CallError::Rejected)?;
         permit.start();
         let result = operation.await;
         permit.complete(classifier.classify(&result));
         result.map_err(CallError::Inner)
     }
+}
+
+#[inline]
+fn ticket(kind: Kind, generation: u64) -> Ticket {
+    Ticket { kind, generation }
 }
 
 impl Shared {

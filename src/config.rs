@@ -256,6 +256,13 @@ impl CircuitBreakerConfig {
         (self.monitoring_window.as_nanos() / u128::from(self.window_buckets)) as u64
     }
 
+    /// The shortest duration the Closed path measures, which decides its clock (see
+    /// `crate::clock`).
+    pub(crate) fn clock_span_ns(&self) -> u64 {
+        // The shortest duration the Closed path measures: see `crate::clock`.
+        (self.expected_response_time.as_nanos() as u64).min(self.bucket_width_ns())
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.check_fields()?;
         self.check_combinations()

@@ -13,6 +13,7 @@ use crate::BoxError;
 use crate::circuit::Permit;
 use crate::classify::Classify;
 use crate::error::CircuitOpen;
+use crate::service::Handle;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -23,7 +24,7 @@ pin_project! {
     struct Tracked<F, C> {
         #[pin]
         fut: F,
-        tracker: Option<(Permit, C)>,
+        tracker: Option<(Permit<Handle>, C)>,
     }
 }
 
@@ -62,7 +63,7 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(fut: F, permit: Permit, classifier: C) -> Self {
+    pub(crate) fn called(fut: F, permit: Permit<Handle>, classifier: C) -> Self {
         ResponseFuture {
             state: ResponseState::Called {
                 fut: Tracked {
@@ -123,7 +124,7 @@ pin_project! {
 }
 
 impl<F, C, G> FallbackFuture<F, C, G> {
-    pub(crate) fn called(fut: F, permit: Permit, classifier: C) -> Self {
+    pub(crate) fn called(fut: F, permit: Permit<Handle>, classifier: C) -> Self {
         FallbackFuture {
             state: FallbackState::Called {
                 fut: Tracked {

@@ -1,10 +1,12 @@
-use crate::circuit::{Circuit, Permit};
+use crate::circuit::{Circuit, Permit, Rejection, Ticket};
 use crate::classify::{Classify, ErrorsAsFailures};
 use crate::error::CircuitOpen;
 use crate::fallback::{Fallback, NoFallback};
 use crate::future::{FallbackFuture, ResponseFuture};
 use crate::{BoxError, CircuitBreakerConfig, CircuitBreakerLayer};
+use std::borrow::Borrow;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::time::Sleep;
 use tower_service::Service;
@@ -34,12 +36,47 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures, F = NoFallback> {
     backpressure: bool,
     decision: Decision,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// This clone's own handle to the circuit, made on its second call.
+    local: Option<Arc<Local>>,
+    /// Whether this clone has decided a call yet.
+    used: bool,
 }
 
 enum Decision {
     Undecided,
-    Admitted(Permit),
+    Admitted(Permit<Handle>),
     Rejected(CircuitOpen),
+}
+
+/// How a response future reaches its circuit.
+///
+/// A future must own a handle (it outlives `call`), and cloning the circuit's own `Arc`
+/// for every call makes every core that calls write to one reference count: two threads
+/// calling through one circuit would pass that cache line back and forth on every call.
+/// So a service clone that makes more than one call gets a handle of its own, aligned to
+/// a cache line, and its futures count references on it. A clone made for one call (as
+/// `oneshot` on a fresh clone does) borrows the circuit's handle instead of allocating.
+pub(crate) enum Handle {
+    Shared(Circuit),
+    Local(Arc<Local>),
+}
+
+/// A circuit handle on a cache line of its own, with a copy of the circuit's name (for
+/// rejections) whose reference count is this clone's too.
+#[repr(align(128))]
+pub(crate) struct Local {
+    circuit: Circuit,
+    name: Arc<str>,
+}
+
+impl Borrow<Circuit> for Handle {
+    #[inline]
+    fn borrow(&self) -> &Circuit {
+        match self {
+            Handle::Shared(c) => c,
+            Handle::Local(l) => &l.circuit,
+        }
+    }
 }
 
 impl<S> CircuitBreaker<S> {
@@ -77,7 +114,47 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
             backpressure,
             decision: Decision::Undecided,
             sleep: None,
+            local: None,
+            used: false,
         }
+    }
+
+    /// This clone's own handle, made on its second call: `None` on the first.
+    #[inline]
+    fn local(&mut self) -> Option<&Arc<Local>> {
+        if self.local.is_none() {
+            return self.first_calls();
+        }
+        self.local.as_ref()
+    }
+
+    #[cold]
+    fn first_calls(&mut self) -> Option<&Arc<Local>> {
+        if !self.used {
+            self.used = true;
+            return None;
+        }
+        Some(self.local.insert(Arc::new(Local {
+            circuit: self.circuit.clone(),
+            name: self.circuit.name_copy(),
+        })))
+    }
+
+    #[inline]
+    fn admitted(&mut self, ticket: Ticket) -> Decision {
+        let handle = match self.local() {
+            Some(local) => Handle::Local(local.clone()),
+            None => Handle::Shared(self.circuit.clone()),
+        };
+        Decision::Admitted(Permit::new(handle, ticket))
+    }
+
+    fn rejected(&mut self, rejection: Rejection) -> Decision {
+        let name = match self.local() {
+            Some(local) => local.name.clone(),
+            None => self.circuit.name_arc(),
+        };
+        Decision::Rejected(rejection.into_error(name))
     }
 
     /// The circuit this service reports to.
@@ -101,28 +178,34 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     }
 
     /// Decides admission for the next call. `Pending` only in backpressure mode.
+    #[inline]
     fn poll_decision(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !matches!(self.decision, Decision::Undecided) {
             return Poll::Ready(());
         }
         if !self.backpressure {
-            self.decision = match self.circuit.acquire() {
-                Ok(permit) => Decision::Admitted(permit),
-                Err(open) => Decision::Rejected(open),
+            self.decision = match self.circuit.admit(true) {
+                Ok(ticket) => self.admitted(ticket),
+                Err(rejection) => self.rejected(rejection),
             };
             return Poll::Ready(());
         }
+        self.poll_backpressure(cx)
+    }
+
+    /// Backpressure mode: admitted, or `Pending` until the circuit may admit again.
+    fn poll_backpressure(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            if let Some(permit) = self.circuit.try_acquire_quiet() {
+            if let Ok(ticket) = self.circuit.admit(false) {
                 self.sleep = None;
-                self.decision = Decision::Admitted(permit);
+                self.decision = self.admitted(ticket);
                 return Poll::Ready(());
             }
             // Register first, then look again: a transition in between is not lost.
             self.circuit.register_waiter(cx.waker());
-            if let Some(permit) = self.circuit.try_acquire_quiet() {
+            if let Ok(ticket) = self.circuit.admit(false) {
                 self.sleep = None;
-                self.decision = Decision::Admitted(permit);
+                self.decision = self.admitted(ticket);
                 return Poll::Ready(());
             }
             let Some(at) = self.circuit.reopens_at() else {
@@ -138,6 +221,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         }
     }
 
+    #[inline]
     fn take_decision(&mut self) -> Decision {
         match std::mem::replace(&mut self.decision, Decision::Undecided) {
             Decision::Undecided => panic!("poll_ready must be called first"),

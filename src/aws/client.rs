@@ -2,6 +2,7 @@
 
 use super::classify::{classify_attempt, classify_connector_error};
 use super::tag::OperationTag;
+use crate::circuit::Permit;
 use crate::classify::Verdict;
 use crate::{CircuitBreakerConfig, CircuitBreakerRegistry};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -195,7 +196,7 @@ impl HttpConnector for BreakerConnector {
             .extension::<OperationTag>()
             .map_or(UNTAGGED_KEY, |t| (t.service(), t.operation()));
         let circuit = core.registry.circuit(service, operation, &core.config);
-        let mut permit = match circuit.acquire() {
+        let mut permit = match Permit::acquire(circuit) {
             Ok(permit) => permit,
             Err(open) => {
                 tracing::debug!(circuit = %open.circuit(), reason = open.reason().as_str(), "AWS attempt rejected by the circuit breaker");

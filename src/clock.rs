@@ -1,0 +1,215 @@
+//! Where a circuit's time comes from.
+//!
+//! # Why not `Instant::now()` on every call
+//!
+//! A Closed call needs the time twice: when it starts (to tell a slow call) and when it
+//! ends (to pick a window bucket). On the machines this crate is measured on, a precise
+//! monotonic read (`CLOCK_MONOTONIC` through the vDSO, which is what both
+//! `std::time::Instant::now()` and `tokio::time::Instant::now()` are) costs about 23 ns:
+//! two of them cost more than the fastest peer's whole call. Nothing on the Closed path
+//! needs nanoseconds: a slow-call threshold of 500 ms and a 60 s window in 6 s buckets are
+//! both served by a clock with millisecond resolution.
+//!
+//! # The two sources
+//!
+//! * **Coarse** (Linux): `CLOCK_MONOTONIC_COARSE`, the kernel's monotonic clock as of its
+//!   last tick (resolution 1–4 ms, read from the vDSO in about 5 ns). The same clock as
+//!   `Instant`, so the two never drift apart; it moves on the next tick after a process is
+//!   thawed, so a frozen Lambda sandbox sees the right time at once.
+//! * **Precise**: [`tokio::time::Instant::now`], which follows `tokio::time::pause` and
+//!   `advance` in tests.
+//!
+//! A circuit uses the coarse source only when it is exact enough and cannot be wrong:
+//!
+//! 1. the platform has it and its resolution is at most 4 ms;
+//! 2. the configuration does not need finer time: `expected_response_time` and the bucket
+//!    width are both at least 100 ms (so one tick is at most 4 % of either);
+//! 3. tokio's clock is not paused. Pausing is detected when the circuit is created (a
+//!    paused clock does not move while the real one does) and re-checked on every cold
+//!    path (Open admission, transitions, stats): once tokio's clock and the real clock
+//!    disagree by more than a few ticks, the circuit follows tokio's clock for good.
+//!
+//! So tests under `#[tokio::test(start_paused = true)]` get exactly tokio's time, and a
+//! production circuit gets a 5 ns clock. Call [`tokio::time::pause`] *before* building a
+//! circuit whose Closed-path timing a test depends on (with `start_paused` that is always
+//! the case).
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use tokio::time::Instant;
+
+/// Coarse time finer than this is not used.
+const MAX_COARSE_RESOLUTION_NS: u64 = 4_000_000;
+/// Configured durations must be at least this long for the coarse source.
+const MIN_COARSE_SPAN_NS: u64 = 100_000_000;
+/// Disagreement between the two sources that reveals a paused or advanced tokio clock.
+const DRIFT_LIMIT_NS: u64 = 50_000_000;
+
+/// Set once any circuit has seen tokio's clock paused or advanced: from then on, every new
+/// circuit in the process follows tokio's clock.
+static TOKIO_CLOCK_DETACHED: AtomicBool = AtomicBool::new(false);
+
+const SOURCE_COARSE: u8 = 0;
+const SOURCE_PRECISE: u8 = 1;
+/// Precise for good: tokio's clock was seen paused or advanced.
+const SOURCE_TOKIO_PINNED: u8 = 2;
+
+/// A circuit's clock: nanoseconds since the circuit was created.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    source: AtomicU8,
+    origin: Instant,
+    /// The coarse clock's reading at `origin`, in nanoseconds.
+    origin_coarse: u64,
+}
+
+impl Clock {
+    /// A clock starting now, coarse if `spans_ns` (the shortest configured duration the
+    /// Closed path measures) allows it.
+    pub(crate) fn new(spans_ns: u64) -> Self {
+        let origin = Instant::now();
+        let origin_coarse = coarse::now_ns().unwrap_or(0);
+        let clock = Clock {
+            source: AtomicU8::new(SOURCE_PRECISE),
+            origin,
+            origin_coarse,
+        };
+        if TOKIO_CLOCK_DETACHED.load(Ordering::Relaxed) || tokio_clock_is_paused() {
+            TOKIO_CLOCK_DETACHED.store(true, Ordering::Relaxed);
+            clock.source.store(SOURCE_TOKIO_PINNED, Ordering::Relaxed);
+        } else {
+            clock.configure(spans_ns);
+        }
+        clock
+    }
+
+    /// Chooses coarse or precise for a (new) configuration. A pinned clock stays pinned.
+    pub(crate) fn configure(&self, spans_ns: u64) {
+        let coarse_ok = spans_ns >= MIN_COARSE_SPAN_NS
+            && coarse::resolution_ns().is_some_and(|r| r <= MAX_COARSE_RESOLUTION_NS);
+        let want = if coarse_ok {
+            SOURCE_COARSE
+        } else {
+            SOURCE_PRECISE
+        };
+        let _ = self
+            .source
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                (s != SOURCE_TOKIO_PINNED).then_some(want)
+            });
+    }
+
+    /// The instant the clock started.
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Nanoseconds since the origin: the hot-path read.
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        if self.source.load(Ordering::Relaxed) == SOURCE_COARSE {
+            if let Some(now) = coarse::now_ns() {
+                return now.saturating_sub(self.origin_coarse);
+            }
+        }
+        self.precise_ns()
+    }
+
+    fn precise_ns(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_nanos() as u64
+    }
+
+    /// Nanoseconds since the origin for a cold path. While the coarse source is in use,
+    /// compares it with tokio's clock and pins the clock to tokio's if they disagree (a
+    /// test paused or advanced tokio's clock after the circuit was created).
+    pub(crate) fn now_ns_checked(&self) -> u64 {
+        if self.source.load(Ordering::Relaxed) != SOURCE_COARSE {
+            return self.precise_ns();
+        }
+        let precise = self.precise_ns();
+        match coarse::now_ns() {
+            Some(c) if c.saturating_sub(self.origin_coarse).abs_diff(precise) <= DRIFT_LIMIT_NS => {
+                c.saturating_sub(self.origin_coarse)
+            }
+            _ => {
+                TOKIO_CLOCK_DETACHED.store(true, Ordering::Relaxed);
+                self.source.store(SOURCE_TOKIO_PINNED, Ordering::Relaxed);
+                tracing::debug!("tokio's clock is paused or was advanced: the circuit follows it");
+                precise
+            }
+        }
+    }
+
+    /// Whether the Closed path reads the coarse clock.
+    #[cfg(test)]
+    pub(crate) fn is_coarse(&self) -> bool {
+        self.source.load(Ordering::Relaxed) == SOURCE_COARSE
+    }
+}
+
+/// Whether tokio's clock is paused here: a paused clock returns the same instant while
+/// the real clock moves on. (An unpaused tokio clock *is* the real clock, read after it.)
+fn tokio_clock_is_paused() -> bool {
+    let before = Instant::now();
+    let real = std::time::Instant::now();
+    while std::time::Instant::now() == real {
+        std::hint::spin_loop();
+    }
+    Instant::now() == before
+}
+
+#[cfg(target_os = "linux")]
+mod coarse {
+    use rustix::time::{ClockId, Timespec, clock_getres, clock_gettime};
+
+    fn ns(t: Timespec) -> u64 {
+        (t.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(t.tv_nsec as u64)
+    }
+
+    #[inline]
+    pub(super) fn now_ns() -> Option<u64> {
+        Some(ns(clock_gettime(ClockId::MonotonicCoarse)))
+    }
+
+    pub(super) fn resolution_ns() -> Option<u64> {
+        Some(ns(clock_getres(ClockId::MonotonicCoarse)))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod coarse {
+    #[inline]
+    pub(super) fn now_ns() -> Option<u64> {
+        None
+    }
+
+    pub(super) fn resolution_ns() -> Option<u64> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coarse_only_for_long_spans() {
+        let clock = Clock::new(MIN_COARSE_SPAN_NS - 1);
+        assert!(!clock.is_coarse());
+        clock.configure(MIN_COARSE_SPAN_NS);
+        let pinned = clock.source.load(Ordering::Relaxed) == SOURCE_TOKIO_PINNED;
+        assert_eq!(clock.is_coarse(), cfg!(target_os = "linux") && !pinned);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_tokio_clock_is_followed() {
+        let clock = Clock::new(MIN_COARSE_SPAN_NS);
+        assert!(!clock.is_coarse());
+        let a = clock.now_ns();
+        tokio::time::advance(std::time::Duration::from_secs(7200)).await;
+        assert_eq!(clock.now_ns() - a, 7_200_000_000_000);
+    }
+}
