@@ -306,16 +306,13 @@ fn a_dropped_probe_gives_its_slot_back_under_a_race() {
 
 /// Failures race in Closed: no count is lost, and the circuit opens exactly once.
 ///
-/// Defect 2 (found by loom, not fixed here: it is in `Circuit::complete`, the hot path
-/// being rewritten): with `failure_threshold` 2, two concurrent failures can leave the
-/// circuit Closed. The thread whose increment of the consecutive run reaches the
-/// threshold checks the window before the other thread has recorded its outcome there,
-/// sees `min(run 2, window failures 1) < 2`, and does not trip; the other thread saw
-/// run 1 and does not check. The trip comes one failure late. A fix: record into the
-/// window before bumping the run, and bump the run with `AcqRel` so whoever reaches the
-/// threshold sees every outcome that counted toward it.
+/// Regression test for defect 2, found by this model: with `failure_threshold` 2, two
+/// concurrent failures could leave the circuit Closed. The thread whose increment of the
+/// consecutive run reached the threshold checked the window before the other thread had
+/// recorded its outcome there, saw `min(run 2, window failures 1) < 2`, and did not trip;
+/// the other thread saw run 1 and did not check. Fixed on main (559a79d): the outcome is
+/// recorded in the window before the run is extended, with `AcqRel`.
 #[test]
-#[ignore = "defect: a concurrent failure that completes the run can miss the trip (Circuit::complete checks the window before the other outcome is recorded)"]
 fn concurrent_failures_open_exactly_once() {
     model("concurrent failures open exactly once", || {
         let (c, events) = circuit(2, 1);

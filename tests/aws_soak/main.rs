@@ -13,8 +13,9 @@
 //!   `half_open_max_calls`;
 //! * **recovers at once**: in a healthy phase the circuit never opens; a rejection there
 //!   is `Open` only until its own `retry_after` has passed (the soak then waits exactly
-//!   that long, as a client honouring it would), after which the very next batch is
-//!   admitted as probes and the circuit closes within `half_open_max_calls` probes;
+//!   that long, as a client honouring it would; the circuit's coarse clock may make that
+//!   one clock tick, at most 4 ms, more), after which the next batch is admitted as probes
+//!   and the circuit closes within `half_open_max_calls` probes;
 //! * **no hang**: every operation ends within a generous bound of its attempt timeouts;
 //! * **exact accounting**: attempts on the wire = successes + failures + ignored, and
 //!   rejected operations = rejected count (the SDK never retries a rejection); the
@@ -55,6 +56,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(600);
 /// many times over).
 const HANG: Duration = Duration::from_secs(20);
 const HALF_OPEN_MAX: u32 = 2;
+/// The coarsest clock tick a circuit accepts for its coarse time source.
+const COARSE_TICK: Duration = Duration::from_millis(4);
 const BATCH: usize = 4;
 const KEY: (&str, &str) = ("dynamodb", "PutItem");
 
@@ -170,6 +173,7 @@ async fn a_flapping_dependency_never_wedges_the_circuit() {
     let mut phase = 0;
     let (mut ok, mut failed, mut rejected) = (0usize, 0usize, 0usize);
     let mut waits = 0;
+    let mut tick_rewaits = 0;
     let mut per_health = std::collections::BTreeMap::<&str, usize>::new();
     while done < total {
         let health = if phase % 2 == 0 {
@@ -224,14 +228,18 @@ async fn a_flapping_dependency_never_wedges_the_circuit() {
                     Outcome::Rejected(reason, after) => {
                         rejected += 1;
                         if health == Health::Healthy {
-                            assert!(
-                                !waited_in_phase || reason != RejectReason::Open,
-                                "rejected as Open after its retry_after had passed"
-                            );
                             assert_ne!(reason, RejectReason::ForcedOpen);
                             if reason == RejectReason::Open {
                                 let d = after.expect("an Open rejection says when");
                                 assert!(d <= RECOVERY, "retry_after {d:?} beyond the break");
+                                // After waiting its retry_after, a call may find the break
+                                // not quite over only by one tick of the circuit's coarse
+                                // clock (it reads the kernel's clock as of its last tick).
+                                assert!(
+                                    !waited_in_phase || d <= COARSE_TICK,
+                                    "rejected as Open for {d:?} more after waiting its retry_after"
+                                );
+                                tick_rewaits += usize::from(waited_in_phase);
                                 retry_after = retry_after.max(Some(d));
                             }
                         }
@@ -310,7 +318,7 @@ async fn a_flapping_dependency_never_wedges_the_circuit() {
     aws_support::report(&format!(
         "aws soak: {total} operations {per_health:?} (ok {ok}, failed {failed}, rejected {rejected}); \
          {} attempts on the wire; {} transitions, {cycles} half-open cycles, at most {most} probes in flight; \
-         {waits} waits on retry_after\n",
+         {waits} waits on retry_after ({tick_rewaits} of them a clock tick more)\n",
         wire.attempts(),
         events.len()
     ));

@@ -270,8 +270,10 @@ fn settle(circuit: &Circuit) -> (u32, u32) {
         .build()
         .unwrap();
     rt.block_on(async {
-        // Past any break (1 ms), as a frozen process would see it.
-        tokio::time::advance(Duration::from_millis(2)).await;
+        // An hour later, as a frozen process thawing would see it: past any break. (The
+        // circuit ran on the real clock until now; it notices tokio's clock jump on its
+        // next cold-path read and follows it from then on.)
+        tokio::time::advance(Duration::from_secs(3600)).await;
         let mut healthy = 0;
         while circuit.state() != CircuitState::Closed {
             healthy += 1;
