@@ -9,13 +9,13 @@ use crate::state::{Mode, Word};
 use crate::stats::{
     CircuitBreakerStats, ManualOverride, TransitionEvent, TransitionReason, WindowStats,
 };
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, fence};
 use crate::window::{Outcome, Window};
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -865,6 +865,11 @@ impl Circuit {
     /// Changing `monitoring_window` restarts the window: its counts move to the lifetime
     /// totals (nothing is lost), and the consecutive-failure run carries over.
     ///
+    /// Lowering `half_open_max_calls` on a half-open circuit to no more than the probes
+    /// that already succeeded closes it at once (reason
+    /// [`ProbesSucceeded`](TransitionReason::ProbesSucceeded)); probes still in flight
+    /// become late.
+    ///
     /// # Errors
     ///
     /// `window_buckets` is fixed when the circuit is created; a different value is refused
@@ -883,7 +888,17 @@ impl Circuit {
         if config.bucket_width_ns() != old_width {
             self.shared.window.clear();
         }
+        let half_open_max = config.half_open_max_calls;
         slow.config = config;
+        drop(slow);
+        // Lowered below the probes that already passed: the half-open test is over. Left
+        // alone, no probe would ever be admitted again and the circuit would stay HalfOpen.
+        self.transition(TransitionReason::ProbesSucceeded, |w| {
+            (w.state() == CircuitState::HalfOpen
+                && w.mode() == Mode::Normal
+                && w.probe_passes() >= half_open_max)
+                .then_some((CircuitState::Closed, Mode::Normal))
+        });
         Ok(())
     }
 

@@ -139,6 +139,7 @@ pub mod registry;
 mod service;
 mod state;
 pub mod stats;
+mod sync;
 mod window;
 
 pub use circuit::Circuit;

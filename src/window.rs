@@ -27,8 +27,8 @@
 //! bucket's counts move into `retired` when the bucket is reused or the window is cleared.
 //! So the hot path writes each outcome once, and nothing is ever lost on rotation.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, Mutex, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 /// Counters per bucket per stripe: `calls | failures << 32` and `slow_ok | slow_err << 32`.
 const CELLS_PER_BUCKET: usize = 2;
