@@ -117,7 +117,13 @@ async fn simulate(sharing: Sharing) -> Outcome {
         }
         let outage = (OUTAGE_START..OUTAGE_END).contains(&at);
         let result = circuit
-            .call(async move { if outage { Err("DynamoDB unavailable") } else { Ok(()) } })
+            .call(async move {
+                if outage {
+                    Err("DynamoDB unavailable")
+                } else {
+                    Ok(())
+                }
+            })
             .await;
         let rejected = result.as_ref().is_err_and(|e| e.rejection().is_some());
         if outage {
@@ -130,7 +136,9 @@ async fn simulate(sharing: Sharing) -> Outcome {
                 }
             }
             if out.stop_after.is_none()
-                && sandboxes.iter().all(|(c, _)| c.state() != CircuitState::Closed)
+                && sandboxes
+                    .iter()
+                    .all(|(c, _)| c.state() != CircuitState::Closed)
             {
                 out.stop_after = Some(at - OUTAGE_START);
             }
@@ -139,7 +147,9 @@ async fn simulate(sharing: Sharing) -> Outcome {
                 out.rejected_after += 1;
             }
             if out.recovered_after.is_none()
-                && sandboxes.iter().all(|(c, _)| c.state() == CircuitState::Closed)
+                && sandboxes
+                    .iter()
+                    .all(|(c, _)| c.state() == CircuitState::Closed)
             {
                 out.recovered_after = Some(at - OUTAGE_END);
             }

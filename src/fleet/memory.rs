@@ -1,6 +1,8 @@
 //! An in-process [`SharedState`] for tests and simulations.
 
-use super::store::{CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord};
+use super::store::{
+    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -115,10 +117,14 @@ impl SharedState for MemoryStore {
         Box::pin(async move {
             self.enter().await?;
             let now = Instant::now();
-            Ok(self.lock().get(key).filter(|e| e.live(now)).map(|e| StoredRecord {
-                version: e.version,
-                body: e.body.clone(),
-            }))
+            Ok(self
+                .lock()
+                .get(key)
+                .filter(|e| e.live(now))
+                .map(|e| StoredRecord {
+                    version: e.version,
+                    body: e.body.clone(),
+                }))
         })
     }
 

@@ -196,7 +196,13 @@ impl FleetRecord {
     }
 
     /// A fleet transition: new state, next generation, leases released.
-    pub(crate) fn transition(&mut self, state: FleetState, open_until_ms: u64, now_ms: u64, by: &str) {
+    pub(crate) fn transition(
+        &mut self,
+        state: FleetState,
+        open_until_ms: u64,
+        now_ms: u64,
+        by: &str,
+    ) {
         self.state = state;
         self.generation = self.generation.saturating_add(1);
         self.open_until_ms = open_until_ms;

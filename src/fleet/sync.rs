@@ -519,12 +519,10 @@ impl Inner {
             }
             let body = record.encode();
             match self
-                .guarded(self.store.compare_and_set(
-                    key,
-                    version,
-                    body,
-                    self.config.record_ttl,
-                ))
+                .guarded(
+                    self.store
+                        .compare_and_set(key, version, body, self.config.record_ttl),
+                )
                 .await?
             {
                 CasOutcome::Written(_) => {
@@ -585,8 +583,8 @@ impl Inner {
         }
 
         // 2. This instance's own fleet transitions, then the adoption rule.
-        let break_end = local_until_ms
-            .unwrap_or(now_ms + local_config.recovery_timeout().as_millis() as u64);
+        let break_end =
+            local_until_ms.unwrap_or(now_ms + local_config.recovery_timeout().as_millis() as u64);
         match record.state {
             FleetState::Open => {
                 if let Some(closed_at) = pending.probes_closed_at_ms {
@@ -623,12 +621,15 @@ impl Inner {
             let lease_ms = config.lease_ttl.as_millis() as u64;
             let generation = record.generation;
             let leased = record.leased_slots();
-            match record.leases.iter_mut().find(|l| l.holder == id && l.generation == generation) {
-                Some(l) => {
-                    if l.until_ms.saturating_sub(now_ms) < lease_ms / 2 {
-                        l.until_ms = now_ms + lease_ms;
-                    }
+            match record
+                .leases
+                .iter_mut()
+                .find(|l| l.holder == id && l.generation == generation)
+            {
+                Some(l) if l.until_ms.saturating_sub(now_ms) < lease_ms / 2 => {
+                    l.until_ms = now_ms + lease_ms;
                 }
+                Some(_) => {}
                 None if leased == 0 => record.leases.push(Lease {
                     holder: id.to_owned(),
                     slots: local_config.half_open_max_calls(),
@@ -646,9 +647,7 @@ impl Inner {
         let now_ms = self.clock.now_ms();
         let id = self.config.instance_id.as_str();
         let hook = self.circuit.fleet_hook();
-        let lease = record
-            .lease_of(id)
-            .is_some_and(|l| l.until_ms > now_ms);
+        let lease = record.lease_of(id).is_some_and(|l| l.until_ms > now_ms);
         let fleet_open = record.state == FleetState::Open;
         hook.set_gate(match (fleet_open, lease) {
             (false, _) => GATE_OFF,

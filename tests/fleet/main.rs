@@ -117,7 +117,10 @@ async fn store_down_mid_run_calls_keep_flowing_then_sharing_resumes() {
     sleep(Duration::from_secs(21)).await;
     let before = h.dependency_calls();
     for s in &h.sandboxes {
-        assert!(h.succeed(&s.circuit).await, "a call was blocked by a dead store");
+        assert!(
+            h.succeed(&s.circuit).await,
+            "a call was blocked by a dead store"
+        );
         assert_eq!(s.circuit.state(), CircuitState::Closed);
     }
     assert_eq!(h.dependency_calls() - before, 4);
@@ -164,7 +167,10 @@ async fn a_hanging_store_times_out_and_its_own_breaker_opens() {
     let asked = store.operations();
     let status = sync.sync_now().await;
     assert_eq!(store.operations(), asked);
-    assert_eq!(status.last_error.unwrap().kind(), StoreErrorKind::Unavailable);
+    assert_eq!(
+        status.last_error.unwrap().kind(),
+        StoreErrorKind::Unavailable
+    );
     assert_eq!(status.degradations, 1);
     // The user's calls never waited.
     let out: Result<u8, _> = circuit.call(async { Ok::<_, std::io::Error>(1) }).await;
@@ -174,10 +180,18 @@ async fn a_hanging_store_times_out_and_its_own_breaker_opens() {
 #[tokio::test(start_paused = true)]
 async fn a_corrupt_record_is_refused_and_replaced() {
     let store = memory();
-    store.put_raw("k", b"{\"format\":1,\"state\":\"open\"".to_vec(), Duration::from_secs(60));
+    store.put_raw(
+        "k",
+        b"{\"format\":1,\"state\":\"open\"".to_vec(),
+        Duration::from_secs(60),
+    );
     let circuit = Circuit::named("c", CircuitBreakerConfig::dynamodb());
-    let sync = FleetSync::manual(&circuit, store.clone(), FleetConfig::builder("k").build().unwrap())
-        .unwrap();
+    let sync = FleetSync::manual(
+        &circuit,
+        store.clone(),
+        FleetConfig::builder("k").build().unwrap(),
+    )
+    .unwrap();
     let status = sync.sync_now().await;
     assert_eq!(status.corrupt_records, 1);
     assert_eq!(status.last_error.unwrap().kind(), StoreErrorKind::Corrupt);
@@ -201,8 +215,12 @@ async fn one_sync_per_circuit_and_dropping_it_detaches() {
     sleep(h.cache_period() * 2).await;
     let c = h.sandboxes[2].circuit.clone();
     assert_eq!(c.state(), CircuitState::Open);
-    let err = FleetSync::manual(&c, store.clone(), FleetConfig::builder("x").build().unwrap())
-        .unwrap_err();
+    let err = FleetSync::manual(
+        &c,
+        store.clone(),
+        FleetConfig::builder("x").build().unwrap(),
+    )
+    .unwrap_err();
     assert_eq!(err.field(), "circuit");
     drop(h);
     // Detached: past the break the circuit probes on its own again.
@@ -215,16 +233,33 @@ async fn one_sync_per_circuit_and_dropping_it_detaches() {
 #[test]
 fn fleet_config_is_validated() {
     let b = || FleetConfig::builder("k");
-    let field = |r: Result<FleetConfig, tower_circuit_breaker::config::ConfigError>| {
-        r.unwrap_err().field()
-    };
-    assert_eq!(field(b().cache_period(Duration::ZERO).build()), "cache_period");
+    let field =
+        |r: Result<FleetConfig, tower_circuit_breaker::config::ConfigError>| r.unwrap_err().field();
+    assert_eq!(
+        field(b().cache_period(Duration::ZERO).build()),
+        "cache_period"
+    );
     assert_eq!(field(b().quorum(0).build()), "quorum");
-    assert_eq!(field(b().fleet_failure_rate(1.5).build()), "fleet_failure_rate");
-    assert_eq!(field(b().fleet_failure_rate(f64::NAN).build()), "fleet_failure_rate");
-    assert_eq!(field(b().instance_id("x".repeat(129)).build()), "instance_id");
-    assert_eq!(field(b().store_timeout(Some(Duration::ZERO)).build()), "store_timeout");
-    assert_eq!(field(b().record_ttl(Duration::from_secs(1)).build()), "record_ttl");
+    assert_eq!(
+        field(b().fleet_failure_rate(1.5).build()),
+        "fleet_failure_rate"
+    );
+    assert_eq!(
+        field(b().fleet_failure_rate(f64::NAN).build()),
+        "fleet_failure_rate"
+    );
+    assert_eq!(
+        field(b().instance_id("x".repeat(129)).build()),
+        "instance_id"
+    );
+    assert_eq!(
+        field(b().store_timeout(Some(Duration::ZERO)).build()),
+        "store_timeout"
+    );
+    assert_eq!(
+        field(b().record_ttl(Duration::from_secs(1)).build()),
+        "record_ttl"
+    );
     assert!(b().build().is_ok());
 }
 
@@ -249,7 +284,10 @@ async fn snapshot_round_trips_and_bad_snapshots_are_refused() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     new.on_transition(move |e| seen.lock().unwrap().push(e.reason));
-    assert_eq!(new.restore(&CircuitSnapshot::from_json(&json).unwrap()), Ok(true));
+    assert_eq!(
+        new.restore(&CircuitSnapshot::from_json(&json).unwrap()),
+        Ok(true)
+    );
     assert_eq!(new.state(), CircuitState::Open);
     assert_eq!(*events.lock().unwrap(), vec![TransitionReason::Restored]);
     // About 15 s of the break are left (wall clocks of two circuits agree to a few ms).
@@ -269,7 +307,10 @@ async fn snapshot_round_trips_and_bad_snapshots_are_refused() {
     let fresh = || Circuit::named("ddb", config.clone());
     let mut s = snap.clone();
     s.open_until_ms = Some(s.taken_at_ms + 86_400_000);
-    assert_eq!(fresh().restore(&s).unwrap_err().rule(), "break longer than the circuit's longest");
+    assert_eq!(
+        fresh().restore(&s).unwrap_err().rule(),
+        "break longer than the circuit's longest"
+    );
     let mut s = snap.clone();
     s.format = 2;
     assert!(fresh().restore(&s).is_err());

@@ -76,8 +76,8 @@ impl Harness {
         circuit_config: CircuitBreakerConfig,
         tweak: impl Fn(FleetConfigBuilder) -> FleetConfigBuilder,
     ) -> Self {
-        let mut fleet = FleetConfig::builder(fresh_key("scenario"))
-            .cache_period(Duration::from_secs(1));
+        let mut fleet =
+            FleetConfig::builder(fresh_key("scenario")).cache_period(Duration::from_secs(1));
         if mode == Mode::Manual {
             fleet = fleet.store_timeout(None);
         }
@@ -167,7 +167,11 @@ pub async fn quorum_open_is_adopted(store: Arc<dyn SharedState>, mode: Mode) {
     h.warm_up().await;
     trip(&h.sandboxes[0].circuit).await;
     h.tick().await;
-    assert_eq!(h.sandboxes[4].circuit.state(), CircuitState::Closed, "one is no quorum");
+    assert_eq!(
+        h.sandboxes[4].circuit.state(),
+        CircuitState::Closed,
+        "one is no quorum"
+    );
     trip(&h.sandboxes[1].circuit).await;
     // Within one cache period every other sandbox is Open.
     h.tick().await;
@@ -239,7 +243,11 @@ pub async fn probes_are_leased_fleet_wide(store: Arc<dyn SharedState>, mode: Mod
     trip(&h.sandboxes[0].circuit).await;
     trip(&h.sandboxes[1].circuit).await;
     h.tick().await;
-    assert!(h.sandboxes.iter().all(|s| s.circuit.state() == CircuitState::Open));
+    assert!(
+        h.sandboxes
+            .iter()
+            .all(|s| s.circuit.state() == CircuitState::Open)
+    );
 
     // Past the break, the dependency still down: every sandbox is called every period.
     sleep(Duration::from_secs(20)).await;
@@ -254,7 +262,11 @@ pub async fn probes_are_leased_fleet_wide(store: Arc<dyn SharedState>, mode: Mod
     let probes = h.dependency_calls() - before;
     // One lease holder probed, failed, and re-opened the fleet for everyone.
     assert_eq!(probes, 1, "probes fleet-wide after the first break");
-    assert!(h.sandboxes.iter().all(|s| s.circuit.state() == CircuitState::Open));
+    assert!(
+        h.sandboxes
+            .iter()
+            .all(|s| s.circuit.state() == CircuitState::Open)
+    );
 
     // The next break over, the dependency healthy: the holder's probes close the fleet.
     sleep(Duration::from_secs(20)).await;
@@ -271,8 +283,16 @@ pub async fn probes_are_leased_fleet_wide(store: Arc<dyn SharedState>, mode: Mod
         }
         h.tick().await;
     }
-    assert_eq!(probes, u64::from(HALF_OPEN), "probes fleet-wide after the second break");
-    assert!(h.sandboxes.iter().all(|s| s.circuit.state() == CircuitState::Closed));
+    assert_eq!(
+        probes,
+        u64::from(HALF_OPEN),
+        "probes fleet-wide after the second break"
+    );
+    assert!(
+        h.sandboxes
+            .iter()
+            .all(|s| s.circuit.state() == CircuitState::Closed)
+    );
     let followers = h
         .sandboxes
         .iter()
