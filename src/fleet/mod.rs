@@ -9,8 +9,9 @@
 //! leases the half-open probes fleet-wide, and falls back to local-only when the store
 //! fails. See the README section "Fleet-wide circuits" for the design and its numbers.
 //!
-//! Stores: [`MemoryStore`] (one process: tests and simulations); Redis and DynamoDB
-//! backends implement the same [`SharedState`] trait.
+//! Stores: [`MemoryStore`] (one process: tests and simulations), `RedisStore` (feature
+//! `fleet-redis`) and `DynamoDbStore` (feature `fleet-dynamodb`), all behind the same
+//! [`SharedState`] trait.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -30,13 +31,23 @@
 //! ```
 
 mod config;
+#[cfg(feature = "fleet-dynamodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet-dynamodb")))]
+pub mod dynamodb;
 mod hook;
 mod memory;
 mod record;
+#[cfg(feature = "fleet-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet-redis")))]
+pub mod redis;
 mod snapshot;
 mod store;
 mod sync;
 
+#[cfg(feature = "fleet-dynamodb")]
+pub use self::dynamodb::DynamoDbStore;
+#[cfg(feature = "fleet-redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use config::{FleetConfig, FleetConfigBuilder};
 pub(crate) use hook::FleetHook;
 pub use memory::MemoryStore;
