@@ -448,6 +448,9 @@ fn classify(operation: &str, error: &RedisError) -> StoreError {
     } else if error.is_io_error() || error.is_connection_refusal() || error.is_connection_dropped()
     {
         StoreErrorKind::Unavailable
+    } else if error.code() == Some("WRONGTYPE") {
+        // The key holds a list, hash, ...: not a value this store wrote.
+        StoreErrorKind::Corrupt
     } else {
         match error.kind() {
             ErrorKind::Server(
