@@ -6,6 +6,15 @@
 //! or through `advance`. The syncs' background tasks, the store's TTLs and latency, and
 //! the circuits' breaks all run on that clock, so the scenarios are deterministic.
 
+#[cfg(feature = "fleet-dynamodb")]
+#[path = "../aws_support/mod.rs"]
+mod aws_support;
+#[cfg(any(feature = "fleet-redis", feature = "fleet-dynamodb"))]
+mod real;
+#[cfg(feature = "fleet-redis")]
+#[path = "../fleet_stores/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
 mod scenarios;
 
 use scenarios::{Harness, Mode, trip};

@@ -345,3 +345,74 @@ pub async fn cold_start_adopts(store: Arc<dyn SharedState>, mode: Mode) {
     assert_eq!(cold.circuit.state(), CircuitState::Open);
     assert_eq!(status.adopted_opens, 1);
 }
+
+/// The store dies while the fleet is Open: every sandbox goes local-only (once), probes on
+/// its own after the break, and keeps serving; the store comes back: the local recovery
+/// is published (a transition made while the store was away is not lost) and sharing
+/// resumes.
+#[allow(dead_code)]
+pub async fn store_dies_and_comes_back(
+    store: Arc<dyn SharedState>,
+    kill: impl std::future::Future<Output = ()>,
+    revive: impl std::future::Future<Output = ()>,
+) {
+    let h = Harness::new(store, Mode::Manual, 4, dynamodb(1), |b| b);
+    h.warm_up().await;
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    h.tick().await;
+    assert_eq!(h.sandboxes[3].circuit.state(), CircuitState::Open);
+
+    kill.await;
+    for _ in 0..3 {
+        h.tick().await;
+    }
+    for s in &h.sandboxes {
+        let status = s.sync.status();
+        assert_eq!(
+            status.mode,
+            tower_circuit_breaker::fleet::FleetMode::LocalOnly
+        );
+        assert_eq!(status.degradations, 1);
+    }
+    sleep(Duration::from_secs(20)).await;
+    for _ in 0..3 {
+        for s in &h.sandboxes {
+            assert!(
+                h.succeed(&s.circuit).await,
+                "a call was blocked by a dead store"
+            );
+        }
+        h.tick().await;
+    }
+    assert!(
+        h.sandboxes
+            .iter()
+            .all(|s| s.circuit.state() == CircuitState::Closed)
+    );
+
+    revive.await;
+    // Each sync's store breaker (5 s) lets it try again. A client may meet its dead
+    // connection once more (the store reconnects after that failure, and the breaker
+    // re-opens): a few breaks at most.
+    for _ in 0..5 {
+        sleep(Duration::from_secs(6)).await;
+        h.tick().await;
+        let shared =
+            |s: &Sandbox| s.sync.status().mode == tower_circuit_breaker::fleet::FleetMode::Shared;
+        if h.sandboxes.iter().all(shared) {
+            break;
+        }
+    }
+    h.tick().await;
+    for s in &h.sandboxes {
+        let status = s.sync.status();
+        assert_eq!(status.mode, tower_circuit_breaker::fleet::FleetMode::Shared);
+        assert_eq!(status.fleet_state, Some(FleetState::Closed), "{status:?}");
+    }
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    h.tick().await;
+    assert_eq!(h.sandboxes[2].circuit.state(), CircuitState::Open);
+    assert_eq!(h.sandboxes[2].sync.status().adopted_opens, 2);
+}
