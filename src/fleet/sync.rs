@@ -566,14 +566,16 @@ impl Inner {
             open: own_open,
             at_ms: now_ms,
         };
+        // Healthy instances report too (their calls are the failure rate's denominator),
+        // but only every half `report_ttl`; news (a failure, a change of the open flag, a
+        // transition) is written at once.
         let publish = match original.report(id) {
-            None => report.open || report.failures > 0 || pending.dirty,
+            None => report.requests > 0 || report.open || pending.dirty,
             Some(old) => {
                 old.open != report.open
                     || pending.dirty
-                    || ((old.requests, old.failures) != (report.requests, report.failures)
-                        && (report.failures > 0 || old.failures > 0))
-                    || ((old.open || old.failures > 0)
+                    || old.failures != report.failures
+                    || (report.requests > 0
                         && now_ms.saturating_sub(old.at_ms)
                             >= config.report_ttl.as_millis() as u64 / 2)
             }

@@ -51,6 +51,11 @@ async fn fleet_volume_opens_before_any_sandbox_trips_alone() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_healthy_majority_keeps_the_fleet_closed() {
+    scenarios::healthy_majority_dilutes_the_failure_rate(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn only_the_configured_number_of_probes_run_fleet_wide() {
     scenarios::probes_are_leased_fleet_wide(memory(), Mode::Background).await;
 }

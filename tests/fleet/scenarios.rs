@@ -134,9 +134,14 @@ impl Harness {
 
     pub async fn warm_up(&self) {
         for s in &self.sandboxes {
-            for _ in 0..5 {
-                assert!(self.call(&s.circuit).await);
-            }
+            self.warm_up_one(&s.circuit).await;
+        }
+    }
+
+    /// Five successful calls.
+    pub async fn warm_up_one(&self, c: &Circuit) {
+        for _ in 0..5 {
+            assert!(self.succeed(c).await);
         }
     }
 
@@ -234,6 +239,29 @@ pub async fn fleet_volume_opens(store: Arc<dyn SharedState>, mode: Mode) {
         assert_eq!(s.sync.status().adopted_opens, 1);
         assert_eq!(s.sync.status().open_instances, 0);
     }
+}
+
+pub async fn healthy_majority_dilutes_the_failure_rate(store: Arc<dyn SharedState>, mode: Mode) {
+    let h = Harness::new(store, mode, 50, dynamodb(1), |b| b);
+    // 40 healthy sandboxes, 10 that see 2 failures in 4 calls: 240 calls, 8 % failed.
+    for (i, s) in h.sandboxes.iter().enumerate() {
+        if i < 40 {
+            h.warm_up_one(&s.circuit).await;
+        } else {
+            for down in [false, true, false, true] {
+                h.down.store(down, Ordering::Relaxed);
+                assert!(h.call(&s.circuit).await);
+            }
+        }
+    }
+    for _ in 0..3 {
+        h.tick().await;
+    }
+    for s in &h.sandboxes {
+        assert_eq!(s.circuit.state(), CircuitState::Closed);
+        assert_eq!(s.sync.status().fleet_state, Some(FleetState::Closed));
+    }
+    assert_eq!(h.sandboxes[0].sync.status().reporting_instances, 50);
 }
 
 pub async fn probes_are_leased_fleet_wide(store: Arc<dyn SharedState>, mode: Mode) {
