@@ -15,7 +15,8 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tower_circuit_breaker::fleet::{
-    CasOutcome, FleetConfig, FleetMode, FleetSync, SharedState, StoreFuture, StoredRecord,
+    CasOutcome, FleetConfig, FleetMode, FleetSync, SharedState, StoreError, StoreFuture,
+    StoredRecord,
 };
 use tower_circuit_breaker::{Circuit, CircuitBreakerConfig, CircuitState};
 
@@ -47,18 +48,8 @@ struct Bridged {
 
 impl SharedState for Bridged {
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredRecord>> {
-        let (store, key, gate) = (
-            self.store.clone(),
-            key.to_owned(),
-            self.one_at_a_time.clone(),
-        );
-        Box::pin(on_io(async move {
-            let _turn = match &gate {
-                Some(g) => Some(g.lock().await),
-                None => None,
-            };
-            store.load(&key).await
-        }))
+        let (store, key) = (self.store.clone(), key.to_owned());
+        self.run(async move { store.load(&key).await })
     }
 
     fn compare_and_set<'a>(
@@ -68,17 +59,24 @@ impl SharedState for Bridged {
         body: Vec<u8>,
         ttl: Duration,
     ) -> StoreFuture<'a, CasOutcome> {
-        let (store, key, gate) = (
-            self.store.clone(),
-            key.to_owned(),
-            self.one_at_a_time.clone(),
-        );
+        let (store, key) = (self.store.clone(), key.to_owned());
+        self.run(async move { store.compare_and_set(&key, expected, body, ttl).await })
+    }
+}
+
+impl Bridged {
+    /// Runs one store call on the I/O runtime, in turn when calls go one at a time.
+    fn run<T: Send + 'static>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let gate = self.one_at_a_time.clone();
         Box::pin(on_io(async move {
             let _turn = match &gate {
                 Some(g) => Some(g.lock().await),
                 None => None,
             };
-            store.compare_and_set(&key, expected, body, ttl).await
+            call.await
         }))
     }
 }
