@@ -94,6 +94,8 @@
 //!   retry verdicts. The AWS SDK crates need Rust 1.94.1 or newer.
 //! * `cognito`: `aws::cognito`, Cognito JWT verification with the JWKS fetch behind a
 //!   breaker, failing closed.
+//! * `fleet-redis`, `fleet-dynamodb`: `fleet::RedisStore` and `fleet::DynamoDbStore`, the
+//!   fleet state stores in Redis and DynamoDB (the latter needs Rust 1.94.1 or newer).
 //!
 //! # Supported Rust versions
 //!
