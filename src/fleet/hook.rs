@@ -18,6 +18,9 @@ pub(crate) const GATE_LEASED: u8 = 2;
 #[derive(Debug, Default)]
 pub(crate) struct FleetHook {
     gate: AtomicU8,
+    /// A call was turned away for want of the lease: the sync asks for it. A lease goes
+    /// only to an instance with traffic to probe with.
+    wants_lease: AtomicBool,
     attached: AtomicBool,
     wake: Arc<Notify>,
 }
@@ -28,6 +31,7 @@ impl FleetHook {
     #[inline]
     pub(crate) fn must_wait_for_lease(&self) -> bool {
         if self.gate.load(Ordering::Acquire) == GATE_NO_LEASE {
+            self.wants_lease.store(true, Ordering::Release);
             self.wake.notify_one();
             true
         } else {
@@ -37,6 +41,15 @@ impl FleetHook {
 
     pub(crate) fn set_gate(&self, gate: u8) {
         self.gate.store(gate, Ordering::Release);
+    }
+
+    pub(crate) fn wants_lease(&self) -> bool {
+        self.wants_lease.load(Ordering::Acquire)
+    }
+
+    /// The lease is held (or the fleet needs none): no more asking.
+    pub(crate) fn lease_settled(&self) {
+        self.wants_lease.store(false, Ordering::Release);
     }
 
     pub(crate) fn waker(&self) -> Arc<Notify> {

@@ -612,14 +612,15 @@ impl Inner {
             }
         }
 
-        // 3. The probe lease, when this instance is due to probe.
-        let due = parts.normal
-            && match parts.state {
-                CircuitState::HalfOpen => true,
-                CircuitState::Open => local_until_ms.is_some_and(|u| u <= now_ms),
-                CircuitState::Closed => false,
-            };
-        if record.state == FleetState::Open && now_ms >= record.open_until_ms && due {
+        // 3. The probe lease: taken when a call was turned away for want of it (so it
+        // goes to an instance with traffic), renewed only while this instance probes (so
+        // a holder that gets no call, or freezes, lets it expire).
+        let probing = parts.normal && parts.state == CircuitState::HalfOpen;
+        let wants = parts.normal
+            && parts.state == CircuitState::Open
+            && local_until_ms.is_some_and(|u| u <= now_ms)
+            && self.circuit.fleet_hook().wants_lease();
+        if record.state == FleetState::Open && now_ms >= record.open_until_ms {
             let lease_ms = config.lease_ttl.as_millis() as u64;
             let generation = record.generation;
             let leased = record.leased_slots();
@@ -628,11 +629,11 @@ impl Inner {
                 .iter_mut()
                 .find(|l| l.holder == id && l.generation == generation)
             {
-                Some(l) if l.until_ms.saturating_sub(now_ms) < lease_ms / 2 => {
+                Some(l) if probing && l.until_ms.saturating_sub(now_ms) < lease_ms / 2 => {
                     l.until_ms = now_ms + lease_ms;
                 }
                 Some(_) => {}
-                None if leased == 0 => record.leases.push(Lease {
+                None if wants && leased == 0 => record.leases.push(Lease {
                     holder: id.to_owned(),
                     slots: local_config.half_open_max_calls(),
                     generation,
@@ -656,6 +657,9 @@ impl Inner {
             (true, true) => GATE_LEASED,
             (true, false) => GATE_NO_LEASE,
         });
+        if !fleet_open || lease {
+            hook.lease_settled();
+        }
         let parts = self.circuit.fleet_parts();
         let mut adopted_open = false;
         let mut adopted_close = false;

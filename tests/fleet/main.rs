@@ -73,6 +73,39 @@ async fn a_cold_start_begins_from_the_fleets_state() {
     scenarios::cold_start_adopts(memory(), Mode::Background).await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_lease_holder_without_traffic_lets_the_lease_go() {
+    let h = Harness::start(memory(), 3, scenarios::dynamodb(1));
+    h.warm_up().await;
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    h.tick().await;
+    sleep(Duration::from_secs(20)).await;
+    // Sandbox 0 is turned away once: its sync takes the lease, and it gets no more calls.
+    assert!(!h.succeed(&h.sandboxes[0].circuit).await);
+    h.tick().await;
+    assert!(h.sandboxes[0].sync.status().lease_held);
+    // Sandbox 1 has the traffic: once the idle holder's lease (5 s) runs out, it probes.
+    let mut ticks = 0;
+    while h.sandboxes[1].circuit.state() != CircuitState::Closed {
+        assert!(
+            ticks < 10,
+            "the lease never moved to the sandbox with traffic"
+        );
+        h.succeed(&h.sandboxes[1].circuit).await;
+        h.tick().await;
+        ticks += 1;
+    }
+    assert!(ticks >= 5, "probed before the holder's lease expired");
+    h.tick().await;
+    assert!(
+        h.sandboxes
+            .iter()
+            .all(|s| s.circuit.state() == CircuitState::Closed)
+    );
+    assert_eq!(h.sandboxes[0].sync.status().adopted_closes, 1);
+}
+
 // ===== store failure =====
 
 /// Captures this thread's tracing output (the tests run on a current-thread runtime).
