@@ -77,7 +77,8 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ConnectionAddr, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use super::store::{
-    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord,
+    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord, prefixed,
+    within,
 };
 
 /// The default key prefix of a [`RedisStore`].
@@ -167,11 +168,12 @@ impl RedisStoreBuilder {
     /// [`StoreErrorKind::Unavailable`] or [`StoreErrorKind::Timeout`].
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         let (client, config, rest) = self.parts()?;
-        let connecting = ConnectionManager::new_with_config(client, config);
-        let connection = tokio::time::timeout(rest.operation_timeout, connecting)
-            .await
-            .map_err(|_| timed_out("connect", rest.operation_timeout))?
-            .map_err(|e| classify("connect", &e))?;
+        let connecting = async {
+            ConnectionManager::new_with_config(client, config)
+                .await
+                .map_err(|e| classify("connect", &e))
+        };
+        let connection = within(rest.operation_timeout, "Redis", "connect", connecting).await?;
         Ok(rest.into_store(connection))
     }
 
@@ -283,10 +285,7 @@ impl RedisStore {
 
     /// The Redis key a store key is kept under: the prefix, then the key.
     pub fn redis_key(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.prefix.len() + key.len());
-        full.push_str(&self.prefix);
-        full.push_str(key);
-        full
+        prefixed(&self.prefix, key)
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredRecord>, StoreError> {
@@ -334,21 +333,16 @@ impl RedisStore {
             )),
         }
     }
-
-    async fn bounded<T>(
-        &self,
-        operation: &'static str,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.operation_timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(timed_out(operation, self.operation_timeout)))
-    }
 }
 
 impl SharedState for RedisStore {
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredRecord>> {
-        Box::pin(self.bounded("load", self.get(key)))
+        Box::pin(within(
+            self.operation_timeout,
+            "Redis",
+            "load",
+            self.get(key),
+        ))
     }
 
     fn compare_and_set<'a>(
@@ -358,7 +352,13 @@ impl SharedState for RedisStore {
         body: Vec<u8>,
         ttl: Duration,
     ) -> StoreFuture<'a, CasOutcome> {
-        Box::pin(self.bounded("compare_and_set", self.cas(key, expected, body, ttl)))
+        let call = self.cas(key, expected, body, ttl);
+        Box::pin(within(
+            self.operation_timeout,
+            "Redis",
+            "compare_and_set",
+            call,
+        ))
     }
 }
 
@@ -431,13 +431,6 @@ fn decode(mut bytes: Vec<u8>) -> Result<StoredRecord, StoreError> {
         version,
         body: bytes,
     })
-}
-
-fn timed_out(operation: &str, after: Duration) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Timeout,
-        format!("Redis {operation}: no answer within {after:?}"),
-    )
 }
 
 /// Maps a redis-rs error to a [`StoreError`] naming `operation` and the failure class
