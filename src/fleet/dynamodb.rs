@@ -66,7 +66,9 @@
 //! [`StoreErrorKind::Timeout`]; connection failures, throttling, 5xx answers and
 //! transient codes are [`StoreErrorKind::Unavailable`]; everything else (a missing table,
 //! access denied, a validation error) is [`StoreErrorKind::Other`]. Messages name the
-//! operation and the error code, never a service message, a key's value or a body.
+//! operation and the error code, never a service message, a key's value or a body. A
+//! `compare_and_set` that timed out may still have been written: read the item again
+//! before deciding what happened.
 //!
 //! # Examples
 //!

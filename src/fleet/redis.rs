@@ -21,9 +21,9 @@
 //!   so expected `None` succeeds on it and a stale `Some(version)` is a
 //!   [`Conflict`](CasOutcome::Conflict). Versions are exact up to 2^53 (Lua numbers).
 //!
-//! Keys are single-key scripts, so the store also works against a Redis Cluster endpoint
-//! that routes by key (through a proxy such as ElastiCache Serverless); this type itself
-//! speaks to one node.
+//! The store speaks to one node: a standalone Redis or Valkey, or the primary endpoint of
+//! a replicated one (a replica answers writes with `READONLY`, reported as
+//! [`StoreErrorKind::Unavailable`]). Cluster mode is not supported.
 //!
 //! # Connection
 //!
@@ -33,10 +33,14 @@
 //! TCP connect, each response, and the whole operation (which includes waiting for a
 //! reconnect). A call that runs out of any of them fails with
 //! [`StoreErrorKind::Timeout`]; a refused or dropped connection fails with
-//! [`StoreErrorKind::Unavailable`]. Calls never hang.
+//! [`StoreErrorKind::Unavailable`]. Calls never hang. In a Lambda sandbox that was frozen
+//! long enough for the server (or a NAT) to drop the idle connection, the first call after
+//! the thaw can fail as `Unavailable`; it starts the reconnect, and the next call answers.
 //!
 //! Errors name the operation and the failure class only: never the URL (which may carry
-//! a password), a key's value or a body.
+//! a password), a key's value or a body. A `compare_and_set` that timed out may still
+//! have been carried out by the server (the script was sent): read the key again before
+//! deciding what happened.
 //!
 //! TLS (`rediss://`) is not enabled in this build: the store is meant for a Redis in the
 //! same VPC. A `rediss://` URL is refused with [`StoreErrorKind::Other`].
