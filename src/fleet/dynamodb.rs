@@ -66,7 +66,9 @@
 //! [`StoreErrorKind::Timeout`]; connection failures, throttling, 5xx answers and
 //! transient codes are [`StoreErrorKind::Unavailable`]; everything else (a missing table,
 //! access denied, a validation error) is [`StoreErrorKind::Other`]. Messages name the
-//! operation and the error code, never a service message, a key's value or a body.
+//! operation and the error code, never a service message, a key's value or a body. A
+//! `compare_and_set` that timed out may still have been written: read the item again
+//! before deciding what happened.
 //!
 //! # Examples
 //!
@@ -107,7 +109,8 @@ use aws_sdk_dynamodb::types::{
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::store::{
-    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord,
+    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord, prefixed,
+    within,
 };
 use crate::aws::{THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES};
 
@@ -194,10 +197,7 @@ impl DynamoDbStore {
 
     /// The `pk` value a store key is kept under: the prefix, then the key.
     pub fn partition_key(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.prefix.len() + key.len());
-        full.push_str(&self.prefix);
-        full.push_str(key);
-        full
+        prefixed(&self.prefix, key)
     }
 
     /// Creates `table` for a store: partition key `pk` (S), on-demand billing, and TTL on
@@ -359,29 +359,16 @@ impl DynamoDbStore {
             Err(e) => Err(classify("PutItem", &e)),
         }
     }
-
-    async fn bounded<T>(
-        &self,
-        operation: &'static str,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.operation_timeout, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::new(
-                    StoreErrorKind::Timeout,
-                    format!(
-                        "DynamoDB {operation}: no answer within {:?}",
-                        self.operation_timeout
-                    ),
-                ))
-            })
-    }
 }
 
 impl SharedState for DynamoDbStore {
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredRecord>> {
-        Box::pin(self.bounded("GetItem", self.get(key)))
+        Box::pin(within(
+            self.operation_timeout,
+            "DynamoDB",
+            "GetItem",
+            self.get(key),
+        ))
     }
 
     fn compare_and_set<'a>(
@@ -391,7 +378,8 @@ impl SharedState for DynamoDbStore {
         body: Vec<u8>,
         ttl: Duration,
     ) -> StoreFuture<'a, CasOutcome> {
-        Box::pin(self.bounded("PutItem", self.put(key, expected, body, ttl)))
+        let call = self.put(key, expected, body, ttl);
+        Box::pin(within(self.operation_timeout, "DynamoDB", "PutItem", call))
     }
 }
 

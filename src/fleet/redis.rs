@@ -21,9 +21,9 @@
 //!   so expected `None` succeeds on it and a stale `Some(version)` is a
 //!   [`Conflict`](CasOutcome::Conflict). Versions are exact up to 2^53 (Lua numbers).
 //!
-//! Keys are single-key scripts, so the store also works against a Redis Cluster endpoint
-//! that routes by key (through a proxy such as ElastiCache Serverless); this type itself
-//! speaks to one node.
+//! The store speaks to one node: a standalone Redis or Valkey, or the primary endpoint of
+//! a replicated one (a replica answers writes with `READONLY`, reported as
+//! [`StoreErrorKind::Unavailable`]). Cluster mode is not supported.
 //!
 //! # Connection
 //!
@@ -33,10 +33,14 @@
 //! TCP connect, each response, and the whole operation (which includes waiting for a
 //! reconnect). A call that runs out of any of them fails with
 //! [`StoreErrorKind::Timeout`]; a refused or dropped connection fails with
-//! [`StoreErrorKind::Unavailable`]. Calls never hang.
+//! [`StoreErrorKind::Unavailable`]. Calls never hang. In a Lambda sandbox that was frozen
+//! long enough for the server (or a NAT) to drop the idle connection, the first call after
+//! the thaw can fail as `Unavailable`; it starts the reconnect, and the next call answers.
 //!
 //! Errors name the operation and the failure class only: never the URL (which may carry
-//! a password), a key's value or a body.
+//! a password), a key's value or a body. A `compare_and_set` that timed out may still
+//! have been carried out by the server (the script was sent): read the key again before
+//! deciding what happened.
 //!
 //! TLS (`rediss://`) is not enabled in this build: the store is meant for a Redis in the
 //! same VPC. A `rediss://` URL is refused with [`StoreErrorKind::Other`].
@@ -77,7 +81,8 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ConnectionAddr, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use super::store::{
-    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord,
+    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord, prefixed,
+    within,
 };
 
 /// The default key prefix of a [`RedisStore`].
@@ -167,11 +172,12 @@ impl RedisStoreBuilder {
     /// [`StoreErrorKind::Unavailable`] or [`StoreErrorKind::Timeout`].
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         let (client, config, rest) = self.parts()?;
-        let connecting = ConnectionManager::new_with_config(client, config);
-        let connection = tokio::time::timeout(rest.operation_timeout, connecting)
-            .await
-            .map_err(|_| timed_out("connect", rest.operation_timeout))?
-            .map_err(|e| classify("connect", &e))?;
+        let connecting = async {
+            ConnectionManager::new_with_config(client, config)
+                .await
+                .map_err(|e| classify("connect", &e))
+        };
+        let connection = within(rest.operation_timeout, "Redis", "connect", connecting).await?;
         Ok(rest.into_store(connection))
     }
 
@@ -283,10 +289,7 @@ impl RedisStore {
 
     /// The Redis key a store key is kept under: the prefix, then the key.
     pub fn redis_key(&self, key: &str) -> String {
-        let mut full = String::with_capacity(self.prefix.len() + key.len());
-        full.push_str(&self.prefix);
-        full.push_str(key);
-        full
+        prefixed(&self.prefix, key)
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredRecord>, StoreError> {
@@ -334,21 +337,16 @@ impl RedisStore {
             )),
         }
     }
-
-    async fn bounded<T>(
-        &self,
-        operation: &'static str,
-        call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.operation_timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(timed_out(operation, self.operation_timeout)))
-    }
 }
 
 impl SharedState for RedisStore {
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredRecord>> {
-        Box::pin(self.bounded("load", self.get(key)))
+        Box::pin(within(
+            self.operation_timeout,
+            "Redis",
+            "load",
+            self.get(key),
+        ))
     }
 
     fn compare_and_set<'a>(
@@ -358,7 +356,13 @@ impl SharedState for RedisStore {
         body: Vec<u8>,
         ttl: Duration,
     ) -> StoreFuture<'a, CasOutcome> {
-        Box::pin(self.bounded("compare_and_set", self.cas(key, expected, body, ttl)))
+        let call = self.cas(key, expected, body, ttl);
+        Box::pin(within(
+            self.operation_timeout,
+            "Redis",
+            "compare_and_set",
+            call,
+        ))
     }
 }
 
@@ -431,13 +435,6 @@ fn decode(mut bytes: Vec<u8>) -> Result<StoredRecord, StoreError> {
         version,
         body: bytes,
     })
-}
-
-fn timed_out(operation: &str, after: Duration) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Timeout,
-        format!("Redis {operation}: no answer within {after:?}"),
-    )
 }
 
 /// Maps a redis-rs error to a [`StoreError`] naming `operation` and the failure class

@@ -14,26 +14,20 @@
 //! expiry is made to happen (Redis `PEXPIREAT` in the past; DynamoDB: the store's clock
 //! moved forward), servers are awaited on their "ready" log line, and the only durations
 //! are upper bounds that turn a hang into a failure.
-#![cfg(any(feature = "fleet-redis", feature = "fleet-dynamodb"))]
+//!
+//! Built with both `fleet-redis` and `fleet-dynamodb` (as `--all-features` does).
+#![cfg(all(feature = "fleet-redis", feature = "fleet-dynamodb"))]
 
-mod contract;
-
-#[cfg(feature = "fleet-dynamodb")]
 #[path = "../aws_support/mod.rs"]
 mod aws_support;
-
-#[cfg(feature = "fleet-dynamodb")]
+mod contract;
 mod dynamodb_store;
-#[cfg(feature = "fleet-redis")]
 mod redis_server;
-#[cfg(feature = "fleet-redis")]
 mod redis_store;
 
-use std::io::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tower_circuit_breaker::fleet::{StoreError, StoreErrorKind};
+
+pub use aws_support::unique_name as unique;
 
 /// The value of `var`, or `None` after a loud SKIPPED banner; panics instead of skipping
 /// when `TCB_AWS_INTEGRATION=1` (as under `scripts/test` and CI).
@@ -47,29 +41,13 @@ pub fn env_or_skip(var: &str, test: &str) -> Option<String> {
              scripts/test starts redis-server and moto and sets it."
         ),
         None => {
-            let bar = "!".repeat(78);
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(
-                err,
-                "\n{bar}\nSKIPPED: {var} is unset; run scripts/test\n  test `{test}` did not run\n{bar}"
-            );
+            aws_support::report(&format!(
+                "\n{bar}\nSKIPPED: {var} is unset; run scripts/test\n  test `{test}` did not run\n{bar}\n",
+                bar = "!".repeat(78)
+            ));
             None
         }
     }
-}
-
-/// A key prefix no other test, nor an earlier run against the same server, uses.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Asserts that `result` failed as a store outage does: `Unavailable` or `Timeout`.
