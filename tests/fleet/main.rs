@@ -106,6 +106,31 @@ async fn a_lease_holder_without_traffic_lets_the_lease_go() {
     assert_eq!(h.sandboxes[0].sync.status().adopted_closes, 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_fleet_that_stops_writing_leaves_no_state_behind() {
+    let store = memory();
+    let h = Harness::start(store.clone(), 3, scenarios::dynamodb(1));
+    h.warm_up().await;
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    h.tick().await;
+    let key = h.key().to_owned();
+    assert!(store.load(&key).await.unwrap().is_some());
+    drop(h);
+    // The default record TTL is 15 minutes after the last write.
+    sleep(Duration::from_secs(15 * 60)).await;
+    assert_eq!(store.load(&key).await.unwrap(), None);
+    // A new sandbox on the same key starts from nothing.
+    let c = Circuit::named("dynamodb/PutItem", scenarios::dynamodb(1));
+    let sync = FleetSync::manual(&c, store, FleetConfig::builder(key).build().unwrap()).unwrap();
+    let status = sync.sync_now().await;
+    assert_eq!(
+        (status.fleet_state, status.generation),
+        (Some(FleetState::Closed), 0)
+    );
+    assert_eq!(c.state(), CircuitState::Closed);
+}
+
 // ===== store failure =====
 
 /// Captures this thread's tracing output (the tests run on a current-thread runtime).

@@ -116,6 +116,11 @@ impl Harness {
         Sandbox { circuit, sync }
     }
 
+    /// The store key of this fleet's circuit.
+    pub fn key(&self) -> &str {
+        self.fleet.key()
+    }
+
     pub fn cache_period(&self) -> Duration {
         self.fleet.cache_period()
     }
