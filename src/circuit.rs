@@ -961,6 +961,7 @@ impl Circuit {
         permit.complete(classifier.classify(&result));
         result.map_err(CallError::Inner)
     }
+
     // ===== fleet =====
     // Hooks for `crate::fleet`, all off the admission path. Nothing above depends on them
     // except the single lease check in `acquire_slow`.
