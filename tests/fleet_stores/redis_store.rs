@@ -350,3 +350,27 @@ async fn redis_server_that_stops_answering_times_out_then_recovers() {
     );
     assert_eq!(load(&store, "k").await.unwrap().unwrap().version, next);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_wrong_password_is_a_typed_error_that_does_not_echo_it() {
+    let test = "redis_wrong_password_is_a_typed_error_that_does_not_echo_it";
+    let Some(bin) = env_or_skip("REDIS_SERVER_BIN", test) else {
+        return;
+    };
+    let server = RedisServer::start(&bin, Some("right-password")).await;
+    let wrong = server.url().replace("right-password", "wrong-hunter2");
+    let err = bounded("connect", outage_store(&wrong).connect())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Other, "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+
+    let store = outage_store(&server.url())
+        .connect()
+        .await
+        .expect("right password");
+    assert_eq!(
+        cas(&store, "k", None, b"a").await.unwrap(),
+        CasOutcome::Written(1)
+    );
+}
