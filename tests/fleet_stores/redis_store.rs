@@ -149,10 +149,12 @@ async fn redis_values_it_did_not_write_are_corrupt_and_left_alone() {
     let mut raw = raw(&url).await;
     let text = store.redis_key("text");
     let _: () = raw_cmd(&mut raw, &[b"SET", text.as_bytes(), b"not a record"]).await;
+    let zero = store.redis_key("zero");
+    let _: () = raw_cmd(&mut raw, &[b"SET", zero.as_bytes(), b"0\nversion zero"]).await;
     let hash = store.redis_key("hash");
     let _: i64 = raw_cmd(&mut raw, &[b"HSET", hash.as_bytes(), b"f", b"v"]).await;
 
-    for key in ["text", "hash"] {
+    for key in ["text", "zero", "hash"] {
         let err = load(&store, key).await.unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Corrupt, "load {key}: {err}");
         for expected in [None, Some(1)] {
