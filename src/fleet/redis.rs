@@ -101,7 +101,7 @@ const CAS_SCRIPT: &str = r#"
 local current = redis.call('GET', KEYS[1])
 local version = 0
 if current then
-  local stored = string.match(current, '^(%d+)\n')
+  local stored = string.match(current, '^([1-9]%d*)\n')
   if not stored then return -1 end
   if ARGV[1] ~= stored then return 0 end
   version = tonumber(stored)
@@ -422,7 +422,8 @@ fn decode(mut bytes: Vec<u8>) -> Result<StoredRecord, StoreError> {
         .position(|&b| b == b'\n')
         .ok_or_else(|| corrupt("has no version header"))?;
     let digits = &bytes[..newline];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    // As the script reads it: digits, the first not 0.
+    if digits.first().is_none_or(|&d| d == b'0') || !digits.iter().all(u8::is_ascii_digit) {
         return Err(corrupt("has a malformed version"));
     }
     let version: u64 = std::str::from_utf8(digits)
@@ -497,6 +498,7 @@ mod tests {
             b"no header",
             b"\nbody",
             b"0\nzero is never written",
+            b"07\nleading zero",
             b"-1\nbody",
             b"1 2\nbody",
             b"99999999999999999999\nbody",

@@ -149,10 +149,12 @@ async fn redis_values_it_did_not_write_are_corrupt_and_left_alone() {
     let mut raw = raw(&url).await;
     let text = store.redis_key("text");
     let _: () = raw_cmd(&mut raw, &[b"SET", text.as_bytes(), b"not a record"]).await;
+    let zero = store.redis_key("zero");
+    let _: () = raw_cmd(&mut raw, &[b"SET", zero.as_bytes(), b"0\nversion zero"]).await;
     let hash = store.redis_key("hash");
     let _: i64 = raw_cmd(&mut raw, &[b"HSET", hash.as_bytes(), b"f", b"v"]).await;
 
-    for key in ["text", "hash"] {
+    for key in ["text", "zero", "hash"] {
         let err = load(&store, key).await.unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Corrupt, "load {key}: {err}");
         for expected in [None, Some(1)] {
@@ -349,4 +351,28 @@ async fn redis_server_that_stops_answering_times_out_then_recovers() {
         CasOutcome::Written(next)
     );
     assert_eq!(load(&store, "k").await.unwrap().unwrap().version, next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_wrong_password_is_a_typed_error_that_does_not_echo_it() {
+    let test = "redis_wrong_password_is_a_typed_error_that_does_not_echo_it";
+    let Some(bin) = env_or_skip("REDIS_SERVER_BIN", test) else {
+        return;
+    };
+    let server = RedisServer::start(&bin, Some("right-password")).await;
+    let wrong = server.url().replace("right-password", "wrong-hunter2");
+    let err = bounded("connect", outage_store(&wrong).connect())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Other, "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+
+    let store = outage_store(&server.url())
+        .connect()
+        .await
+        .expect("right password");
+    assert_eq!(
+        cas(&store, "k", None, b"a").await.unwrap(),
+        CasOutcome::Written(1)
+    );
 }
