@@ -113,6 +113,8 @@ struct Shared {
     slow: Mutex<Slow>,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::CircuitMetrics,
+    #[cfg(feature = "fleet")]
+    fleet: crate::fleet::FleetHook,
 }
 
 /// State that changes only on transitions, guarded by one lock.
@@ -309,6 +311,8 @@ impl Circuit {
             window,
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::CircuitMetrics::new(&service, &operation),
+            #[cfg(feature = "fleet")]
+            fleet: crate::fleet::FleetHook::default(),
             name,
             service,
             operation,
@@ -428,6 +432,11 @@ impl Circuit {
                             w,
                             count,
                         );
+                    }
+                    // Fleet-wide probe leases: the only fleet check on any admission path.
+                    #[cfg(feature = "fleet")]
+                    if self.shared.fleet.must_wait_for_lease() {
+                        return self.reject(RejectReason::Open, None, w, count);
                     }
                     match self.begin_half_open(w) {
                         Some(ticket) => return Ok(ticket),
@@ -752,7 +761,9 @@ impl Circuit {
                 if state == CircuitState::Closed
                     && matches!(
                         reason,
-                        TransitionReason::ProbesSucceeded | TransitionReason::Reset
+                        TransitionReason::ProbesSucceeded
+                            | TransitionReason::Reset
+                            | TransitionReason::FleetClosed
                     )
                 {
                     // Nothing records into the window of the generation being left, so
@@ -1023,6 +1034,89 @@ impl Circuit {
         let result = operation.await;
         permit.complete(classifier.classify(&result));
         result.map_err(CallError::Inner)
+    }
+
+    // ===== fleet =====
+    // Hooks for `crate::fleet`, all off the admission path. Nothing above depends on them
+    // except the single lease check in `acquire_slow`.
+
+    /// The fleet hook: the probe-lease gate and the sync's wake-up.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn fleet_hook(&self) -> &crate::fleet::FleetHook {
+        &self.shared.fleet
+    }
+
+    /// Adopts a fleet Open for `remaining`: a Closed circuit (no override) opens with
+    /// [`TransitionReason::FleetOpen`]; an Open one keeps the later of its own deadline
+    /// and the fleet's. Returns true when the circuit opened.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn fleet_adopt_open(&self, remaining: Duration) -> bool {
+        let opened = self
+            .transition_with(TransitionReason::FleetOpen, Some(remaining), |w| {
+                (w.state() == CircuitState::Closed && w.mode() == Mode::Normal)
+                    .then_some((CircuitState::Open, Mode::Normal))
+            })
+            .is_some();
+        if !opened {
+            let _slow = self.lock();
+            let w = self.word();
+            if w.state() == CircuitState::Open && w.mode() == Mode::Normal {
+                let until = self
+                    .now_ns()
+                    .saturating_add(u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX));
+                self.shared
+                    .hot
+                    .open_until
+                    .fetch_max(until, Ordering::AcqRel);
+            }
+        }
+        opened
+    }
+
+    /// Follows a fleet close: an Open or HalfOpen circuit (no override) closes with an
+    /// empty window. Returns true when it closed.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn fleet_adopt_closed(&self) -> bool {
+        self.transition(TransitionReason::FleetClosed, |w| {
+            (w.state() != CircuitState::Closed && w.mode() == Mode::Normal)
+                .then_some((CircuitState::Closed, Mode::Normal))
+        })
+        .is_some()
+    }
+
+    /// State, override, wall-clock open-until (Open without override only), the openings
+    /// in a row, and the circuit's wall clock now, read together under the lock.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn fleet_parts(&self) -> crate::fleet::CircuitParts {
+        let slow = self.lock();
+        let w = self.word();
+        let normal = w.mode() == Mode::Normal;
+        crate::fleet::CircuitParts {
+            state: w.state(),
+            normal,
+            open_until: (w.state() == CircuitState::Open && normal)
+                .then(|| self.wall(self.shared.hot.open_until.load(Ordering::Acquire))),
+            opens_in_a_row: slow.opens_in_a_row,
+            now: self.wall(self.now_ns()),
+        }
+    }
+
+    /// Restores an Open state: a Closed circuit (no override) opens for `remaining` with
+    /// [`TransitionReason::Restored`], and its count of openings in a row becomes at least
+    /// `opens_in_a_row`. Returns true when it opened.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn fleet_restore_open(&self, remaining: Duration, opens_in_a_row: u32) -> bool {
+        let opened = self
+            .transition_with(TransitionReason::Restored, Some(remaining), |w| {
+                (w.state() == CircuitState::Closed && w.mode() == Mode::Normal)
+                    .then_some((CircuitState::Open, Mode::Normal))
+            })
+            .is_some();
+        if opened {
+            let mut slow = self.lock();
+            slow.opens_in_a_row = slow.opens_in_a_row.max(opens_in_a_row);
+        }
+        opened
     }
 }
 

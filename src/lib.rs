@@ -101,6 +101,10 @@
 //!   retry verdicts. The AWS SDK crates need Rust 1.94.1 or newer.
 //! * `cognito`: `aws::cognito`, Cognito JWT verification with the JWKS fetch behind a
 //!   breaker, failing closed.
+//! * `fleet`: `fleet`, fleet-wide circuits: a circuit's trips, window counts and probe
+//!   leases shared across processes through a store, off the request path.
+//! * `fleet-redis`, `fleet-dynamodb`: `fleet::RedisStore` and `fleet::DynamoDbStore`, the
+//!   fleet state stores in Redis and DynamoDB (the latter needs Rust 1.94.1 or newer).
 //!
 //! # Supported Rust versions
 //!

@@ -123,6 +123,15 @@ pub enum TransitionReason {
     Disabled,
     /// [`Circuit::reset`](crate::Circuit::reset).
     Reset,
+    /// Feature `fleet`: the fleet's shared record said Open, on enough fleet evidence
+    /// (see the `fleet` module), and this Closed circuit adopted it.
+    FleetOpen,
+    /// Feature `fleet`: a fleet probe elsewhere succeeded and the fleet closed; this
+    /// circuit, opened before that, follows.
+    FleetClosed,
+    /// Feature `fleet`: the circuit was started from a snapshot
+    /// (`Circuit::restore`).
+    Restored,
 }
 
 impl TransitionReason {
@@ -137,6 +146,9 @@ impl TransitionReason {
             TransitionReason::ForcedOpen => "forced_open",
             TransitionReason::Disabled => "disabled",
             TransitionReason::Reset => "reset",
+            TransitionReason::FleetOpen => "fleet_open",
+            TransitionReason::FleetClosed => "fleet_closed",
+            TransitionReason::Restored => "restored",
         }
     }
 }

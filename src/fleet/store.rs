@@ -104,3 +104,33 @@ pub trait SharedState: Send + Sync + 'static {
         ttl: Duration,
     ) -> StoreFuture<'a, CasOutcome>;
 }
+
+// ===== helpers for the backends =====
+
+/// Runs one store call under `timeout`; past it, a [`StoreErrorKind::Timeout`] naming the
+/// backend and the operation.
+#[cfg(any(feature = "fleet-redis", feature = "fleet-dynamodb"))]
+pub(crate) async fn within<T>(
+    timeout: Duration,
+    backend: &str,
+    operation: &str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                format!("{backend} {operation}: no answer within {timeout:?}"),
+            ))
+        })
+}
+
+/// `prefix` then `key`, the name a backend stores a key under.
+#[cfg(any(feature = "fleet-redis", feature = "fleet-dynamodb"))]
+pub(crate) fn prefixed(prefix: &str, key: &str) -> String {
+    let mut full = String::with_capacity(prefix.len() + key.len());
+    full.push_str(prefix);
+    full.push_str(key);
+    full
+}

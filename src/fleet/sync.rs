@@ -1,0 +1,700 @@
+//! The fleet sync: publishes a circuit's trips and window counts, adopts the fleet's
+//! state, and holds probe leases, all off the request path.
+
+use super::config::FleetConfig;
+use super::hook::{GATE_LEASED, GATE_NO_LEASE, GATE_OFF};
+use super::record::{FleetRecord, FleetState, Lease, Report};
+use super::store::{CasOutcome, SharedState, StoreError, StoreErrorKind};
+use crate::config::ConfigError;
+use crate::error::CallError;
+use crate::stats::TransitionReason;
+use crate::{Circuit, CircuitState};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Read-modify-write attempts per round before the round gives up (its pending
+/// transitions stay pending for the next round).
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Shares one [`Circuit`]'s state with the fleet through a [`SharedState`] store.
+///
+/// The circuit keeps deciding every admission on its own, with no I/O. The sync, a
+/// background tokio task (or your own calls to [`sync_now`](Self::sync_now)), every
+/// cache period and at once after a local transition:
+///
+/// 1. reads the circuit's record, publishes this instance's report (window calls and
+///    failures, Open on its own evidence or not) and its own transitions, by
+///    compare-and-set on the record's version, retried on conflict;
+/// 2. opens the fleet when the reports meet the [adoption rule](FleetConfig), for the
+///    tripping instance's break;
+/// 3. adopts: a Closed circuit opens ([`TransitionReason::FleetOpen`]) for what is left of
+///    the fleet's break; after a fleet probe succeeded elsewhere, an Open circuit closes
+///    ([`TransitionReason::FleetClosed`]);
+/// 4. after the fleet's break, takes the fleet's single probe lease (all of the circuit's
+///    `half_open_max_calls` slots) when this instance is due to probe; instances without
+///    the lease keep rejecting as Open, so at most `half_open_max_calls` probes run
+///    fleet-wide.
+///
+/// When the store fails (error, its own timeout, or its own breaker open), the circuit
+/// falls back to local-only decisions, probe leases not required; this is logged once at
+/// `warn` and shown in [`status`](Self::status). Sharing resumes when the store answers.
+/// No user call ever waits for the store.
+///
+/// Dropping the last handle stops the task and detaches the circuit.
+///
+/// In AWS Lambda a frozen sandbox runs no task between invocations: call
+/// [`refresh`](Self::refresh) at the start of each invocation.
+#[derive(Clone, Debug)]
+pub struct FleetSync {
+    inner: Arc<Inner>,
+    _guard: Arc<Guard>,
+}
+
+struct Inner {
+    circuit: Circuit,
+    store: Arc<dyn SharedState>,
+    config: FleetConfig,
+    store_circuit: Circuit,
+    clock: Clock,
+    wake: Arc<Notify>,
+    log: Arc<Mutex<LocalLog>>,
+    round: tokio::sync::Mutex<RoundState>,
+    status: Mutex<FleetStatus>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetSync")
+            .field("circuit", &self.circuit.name())
+            .field("key", &self.config.key)
+            .field("instance", &self.config.instance_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Guard {
+    task: Option<JoinHandle<()>>,
+    circuit: Circuit,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+        self.circuit.fleet_hook().detach();
+    }
+}
+
+/// Wall-clock epoch milliseconds, anchored once and advanced by tokio's monotonic clock
+/// (so paused-time tests and a stepped system clock agree with the circuit's timers).
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    wall_ms: u64,
+    origin: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            wall_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            origin: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.at_ms(Instant::now())
+    }
+
+    fn at_ms(&self, t: Instant) -> u64 {
+        self.wall_ms + t.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    fn system(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+}
+
+/// What the circuit's listener saw since the last successful publish.
+#[derive(Clone, Copy, Debug, Default)]
+struct LocalLog {
+    /// The circuit is Open (or probing) on its own evidence.
+    own_open: bool,
+    /// When it last opened, epoch ms.
+    opened_at_ms: u64,
+    pending: Pending,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Pending {
+    /// A transition to publish.
+    dirty: bool,
+    /// Its probes succeeded at this time: the fleet may close.
+    probes_closed_at_ms: Option<u64>,
+    /// A probe failed: the fleet re-opens for the new break.
+    probe_failed: bool,
+}
+
+impl Pending {
+    fn merge(&mut self, older: Pending) {
+        self.dirty |= older.dirty;
+        self.probe_failed |= older.probe_failed;
+        if self.probes_closed_at_ms.is_none() {
+            self.probes_closed_at_ms = older.probes_closed_at_ms;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RoundState {
+    degraded: bool,
+    last_round: Option<Instant>,
+}
+
+/// Whether the circuit shares state with its fleet right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FleetMode {
+    /// No exchange with the store has happened yet.
+    Starting,
+    /// The last exchange with the store succeeded.
+    Shared,
+    /// The store failed: the circuit decides alone (and probes without a lease) until the
+    /// store answers again.
+    LocalOnly,
+}
+
+/// What a [`FleetSync`] knows, from its last exchange with the store.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct FleetStatus {
+    /// Sharing or local-only.
+    pub mode: FleetMode,
+    /// The fleet's state in the last record read; `None` before the first read.
+    pub fleet_state: Option<FleetState>,
+    /// The fleet generation of that record (grows on every fleet transition).
+    pub generation: u64,
+    /// While the fleet is Open: the end of its break.
+    pub open_until: Option<SystemTime>,
+    /// This instance holds the fleet's probe lease.
+    pub lease_held: bool,
+    /// Fresh reports in the record, and how many of them are Open on their own evidence.
+    pub reporting_instances: u32,
+    /// Of those, Open on their own evidence.
+    pub open_instances: u32,
+    /// Times this circuit opened because the fleet was Open.
+    pub adopted_opens: u64,
+    /// Times it closed because a fleet probe succeeded elsewhere.
+    pub adopted_closes: u64,
+    /// Sync rounds run.
+    pub rounds: u64,
+    /// Records written.
+    pub writes: u64,
+    /// Compare-and-set conflicts met (each was retried).
+    pub conflicts: u64,
+    /// Store operations that failed (errors, timeouts, store breaker open).
+    pub store_errors: u64,
+    /// Times the sync fell back to local-only.
+    pub degradations: u64,
+    /// Records found corrupt (and replaced).
+    pub corrupt_records: u64,
+    /// The last store error.
+    pub last_error: Option<StoreError>,
+}
+
+/// How a circuit looks to the fleet code; see `Circuit::fleet_parts`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CircuitParts {
+    pub(crate) state: CircuitState,
+    pub(crate) normal: bool,
+    pub(crate) open_until: Option<SystemTime>,
+    pub(crate) opens_in_a_row: u32,
+    pub(crate) now: SystemTime,
+}
+
+impl FleetSync {
+    /// Attaches `circuit` to the fleet and starts the background task on the current
+    /// tokio runtime (it panics outside one, as `tokio::spawn` does).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] on field `circuit` when the circuit already has a sync.
+    pub fn start(
+        circuit: &Circuit,
+        store: Arc<dyn SharedState>,
+        config: FleetConfig,
+    ) -> Result<FleetSync, ConfigError> {
+        let inner = Self::attach(circuit, store, config)?;
+        let task = tokio::spawn(run(inner.clone()));
+        Ok(FleetSync {
+            inner,
+            _guard: Arc::new(Guard {
+                task: Some(task),
+                circuit: circuit.clone(),
+            }),
+        })
+    }
+
+    /// Attaches `circuit` to the fleet without a background task: state is exchanged only
+    /// when you call [`sync_now`](Self::sync_now) or [`refresh`](Self::refresh) (e.g. at
+    /// the start of each Lambda invocation).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn manual(
+        circuit: &Circuit,
+        store: Arc<dyn SharedState>,
+        config: FleetConfig,
+    ) -> Result<FleetSync, ConfigError> {
+        let inner = Self::attach(circuit, store, config)?;
+        Ok(FleetSync {
+            inner,
+            _guard: Arc::new(Guard {
+                task: None,
+                circuit: circuit.clone(),
+            }),
+        })
+    }
+
+    fn attach(
+        circuit: &Circuit,
+        store: Arc<dyn SharedState>,
+        config: FleetConfig,
+    ) -> Result<Arc<Inner>, ConfigError> {
+        if !circuit.fleet_hook().attach() {
+            return Err(ConfigError::new(
+                "circuit",
+                "already has a fleet sync attached",
+            ));
+        }
+        let clock = Clock::new();
+        let wake = circuit.fleet_hook().waker();
+        let log = Arc::new(Mutex::new(LocalLog::default()));
+        {
+            // The circuit's own transitions, recorded for the next publish.
+            let (log, wake) = (log.clone(), wake.clone());
+            circuit.on_transition(move |e| {
+                let now = clock.now_ms();
+                let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                if matches!(
+                    e.reason,
+                    TransitionReason::FleetOpen | TransitionReason::FleetClosed
+                ) {
+                    // The sync did this itself.
+                    l.own_open = false;
+                    if e.to == CircuitState::Open {
+                        l.opened_at_ms = now;
+                    }
+                    return;
+                }
+                match e.to {
+                    CircuitState::Open => {
+                        l.own_open = matches!(
+                            e.reason,
+                            TransitionReason::Tripped
+                                | TransitionReason::RetryAfter
+                                | TransitionReason::ProbeFailed
+                        );
+                        l.opened_at_ms = now;
+                        l.pending.probe_failed |= e.reason == TransitionReason::ProbeFailed;
+                    }
+                    CircuitState::Closed => {
+                        l.own_open = false;
+                        if e.reason == TransitionReason::ProbesSucceeded {
+                            l.pending.probes_closed_at_ms = Some(now);
+                        }
+                    }
+                    CircuitState::HalfOpen => {}
+                }
+                l.pending.dirty = true;
+                drop(l);
+                wake.notify_one();
+            });
+        }
+        let store_circuit = Circuit::named(
+            format!("fleet-store/{}", circuit.name()),
+            config.store_breaker.clone(),
+        );
+        Ok(Arc::new(Inner {
+            circuit: circuit.clone(),
+            store,
+            config,
+            store_circuit,
+            clock,
+            wake,
+            log,
+            round: tokio::sync::Mutex::new(RoundState::default()),
+            status: Mutex::new(FleetStatus {
+                mode: FleetMode::Starting,
+                fleet_state: None,
+                generation: 0,
+                open_until: None,
+                lease_held: false,
+                reporting_instances: 0,
+                open_instances: 0,
+                adopted_opens: 0,
+                adopted_closes: 0,
+                rounds: 0,
+                writes: 0,
+                conflicts: 0,
+                store_errors: 0,
+                degradations: 0,
+                corrupt_records: 0,
+                last_error: None,
+            }),
+        }))
+    }
+
+    /// Exchanges state with the store now: publish, adopt, lease. Returns the status
+    /// after. Never fails: store errors put the circuit in local-only mode.
+    pub async fn sync_now(&self) -> FleetStatus {
+        self.inner.round().await;
+        self.status()
+    }
+
+    /// Like [`sync_now`](Self::sync_now), but only when the last exchange is older than
+    /// the cache period: the cheap call for the start of every Lambda invocation.
+    pub async fn refresh(&self) -> FleetStatus {
+        let stale = {
+            let round = self.inner.round.lock().await;
+            round
+                .last_round
+                .is_none_or(|t| t.elapsed() >= self.inner.config.cache_period)
+        };
+        if stale {
+            self.inner.round().await;
+        }
+        self.status()
+    }
+
+    /// What the sync knows (a copy, no I/O).
+    pub fn status(&self) -> FleetStatus {
+        self.inner.status().clone()
+    }
+
+    /// The circuit it shares.
+    pub fn circuit(&self) -> &Circuit {
+        &self.inner.circuit
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &FleetConfig {
+        &self.inner.config
+    }
+}
+
+async fn run(inner: Arc<Inner>) {
+    let period = inner.config.cache_period;
+    let min_gap = period / 10;
+    loop {
+        inner.round().await;
+        let woken = tokio::time::timeout(period, inner.wake.notified())
+            .await
+            .is_ok();
+        if woken {
+            // A burst of rejected calls wakes the sync once per gap, not once per call.
+            tokio::time::sleep(min_gap).await;
+        }
+    }
+}
+
+impl Inner {
+    fn status(&self) -> MutexGuard<'_, FleetStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log(&self) -> MutexGuard<'_, LocalLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One store operation under the store's timeout and breaker.
+    async fn guarded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let timeout = self.config.store_timeout;
+        let bounded = async move {
+            match timeout {
+                Some(t) => tokio::time::timeout(t, op).await.unwrap_or_else(|_| {
+                    Err(StoreError::new(
+                        StoreErrorKind::Timeout,
+                        format!("no answer within {t:?}"),
+                    ))
+                }),
+                None => op.await,
+            }
+        };
+        match self.store_circuit.call(bounded).await {
+            Ok(v) => Ok(v),
+            Err(CallError::Inner(e)) => Err(e),
+            Err(CallError::Rejected(_)) => Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the store's own circuit is open",
+            )),
+        }
+    }
+
+    async fn round(&self) {
+        let mut round = self.round.lock().await;
+        round.last_round = Some(Instant::now());
+        self.status().rounds += 1;
+        let pending = {
+            let mut log = self.log();
+            std::mem::take(&mut log.pending)
+        };
+        match self.exchange(pending).await {
+            Ok(Some(record)) => {
+                if round.degraded {
+                    round.degraded = false;
+                    tracing::info!(
+                        circuit = %self.circuit.name(),
+                        "fleet store answers again: circuit shares state with the fleet again"
+                    );
+                }
+                self.adopt(&record);
+            }
+            Ok(None) => {
+                // Conflicts on every attempt: keep what is pending and come back soon.
+                self.log().pending.merge(pending);
+                self.wake.notify_one();
+            }
+            Err(e) => {
+                self.log().pending.merge(pending);
+                self.circuit.fleet_hook().set_gate(GATE_OFF);
+                let mut status = self.status();
+                status.mode = FleetMode::LocalOnly;
+                status.lease_held = false;
+                status.store_errors += 1;
+                if !round.degraded {
+                    round.degraded = true;
+                    status.degradations += 1;
+                    tracing::warn!(
+                        circuit = %self.circuit.name(),
+                        error = %e,
+                        "fleet store failed: circuit falls back to local-only decisions (no probe leases) until the store answers"
+                    );
+                }
+                status.last_error = Some(e);
+            }
+        }
+    }
+
+    /// Read, modify, compare-and-set, retried on conflict. `Ok(None)`: every attempt
+    /// conflicted.
+    async fn exchange(&self, pending: Pending) -> Result<Option<FleetRecord>, StoreError> {
+        let key = self.config.key.as_str();
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = self.guarded(self.store.load(key)).await?;
+            let now_ms = self.clock.now_ms();
+            let (before, version, corrupt) = match loaded {
+                None => (FleetRecord::empty(), None, false),
+                Some(stored) => match FleetRecord::decode(&stored.body) {
+                    Ok(r) => (r, Some(stored.version), false),
+                    Err(e) => {
+                        // Replace it (compare-and-set on its version) rather than stay
+                        // blind forever.
+                        let mut status = self.status();
+                        status.corrupt_records += 1;
+                        tracing::warn!(
+                            circuit = %self.circuit.name(),
+                            error = %e,
+                            "fleet record is corrupt; replacing it"
+                        );
+                        status.last_error = Some(e);
+                        (FleetRecord::empty(), Some(stored.version), true)
+                    }
+                },
+            };
+            let mut record = before;
+            if !self.modify(&mut record, pending, now_ms) && !corrupt {
+                return Ok(Some(record));
+            }
+            let body = record.encode();
+            match self
+                .guarded(
+                    self.store
+                        .compare_and_set(key, version, body, self.config.record_ttl),
+                )
+                .await?
+            {
+                CasOutcome::Written(_) => {
+                    self.status().writes += 1;
+                    return Ok(Some(record));
+                }
+                CasOutcome::Conflict => self.status().conflicts += 1,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Applies this instance's news to the record. True when it must be written.
+    fn modify(&self, record: &mut FleetRecord, pending: Pending, now_ms: u64) -> bool {
+        let config = &self.config;
+        let id = config.instance_id.as_str();
+        // Readers prune too: pruning alone is no reason to write.
+        record.prune(now_ms, config.report_ttl.as_millis() as u64);
+        let original = record.clone();
+        let parts = self.circuit.fleet_parts();
+        let local_config = self.circuit.config();
+        let window = self.circuit.stats().window;
+        let (own_open, opened_at_ms) = {
+            let log = self.log();
+            (log.own_open, log.opened_at_ms)
+        };
+        // A fleet close newer than this circuit's opening closes it (in `adopt`): its
+        // report must not carry the old evidence into the new generation.
+        let closing = will_adopt_close(record, &parts, opened_at_ms);
+        let own_open = own_open && parts.state != CircuitState::Closed && !closing;
+        let local_until_ms = self
+            .circuit
+            .reopens_at()
+            .map(|t| self.clock.at_ms(t.max(Instant::now())));
+
+        // 1. This instance's report.
+        let report = Report {
+            id: id.to_owned(),
+            requests: window.requests,
+            failures: window.failures,
+            open: own_open,
+            at_ms: now_ms,
+        };
+        // Healthy instances report too (their calls are the failure rate's denominator),
+        // but only every half `report_ttl`; news (a failure, a change of the open flag, a
+        // transition) is written at once.
+        let publish = match original.report(id) {
+            None => report.requests > 0 || report.open || pending.dirty,
+            Some(old) => {
+                old.open != report.open
+                    || pending.dirty
+                    || old.failures != report.failures
+                    || (report.requests > 0
+                        && now_ms.saturating_sub(old.at_ms)
+                            >= config.report_ttl.as_millis() as u64 / 2)
+            }
+        };
+        if publish {
+            record.put_report(report);
+        }
+
+        // 2. This instance's own fleet transitions, then the adoption rule.
+        let break_end =
+            local_until_ms.unwrap_or(now_ms + local_config.recovery_timeout().as_millis() as u64);
+        match record.state {
+            FleetState::Open => {
+                if let Some(closed_at) = pending.probes_closed_at_ms {
+                    if closed_at >= record.changed_at_ms {
+                        record.transition(FleetState::Closed, 0, now_ms, id);
+                        // The outage's evidence is over; reports start again.
+                        record.reports.clear();
+                    }
+                } else if pending.probe_failed && own_open && now_ms >= record.open_until_ms {
+                    let until = break_end.max(record.open_until_ms);
+                    record.transition(FleetState::Open, until, now_ms, id);
+                }
+            }
+            FleetState::Closed => {
+                if config.meets(record.evidence()) {
+                    let until = if own_open {
+                        break_end
+                    } else {
+                        now_ms + local_config.recovery_timeout().as_millis() as u64
+                    };
+                    record.transition(FleetState::Open, until, now_ms, id);
+                }
+            }
+        }
+
+        // 3. The probe lease: taken when a call was turned away for want of it (so it
+        // goes to an instance with traffic), renewed only while this instance probes (so
+        // a holder that gets no call, or freezes, lets it expire).
+        let probing = parts.normal && parts.state == CircuitState::HalfOpen;
+        let wants = parts.normal
+            && parts.state == CircuitState::Open
+            && local_until_ms.is_some_and(|u| u <= now_ms)
+            && self.circuit.fleet_hook().wants_lease();
+        if record.state == FleetState::Open && now_ms >= record.open_until_ms {
+            let lease_ms = config.lease_ttl.as_millis() as u64;
+            let generation = record.generation;
+            let leased = record.leased_slots();
+            match record
+                .leases
+                .iter_mut()
+                .find(|l| l.holder == id && l.generation == generation)
+            {
+                Some(l) if probing && l.until_ms.saturating_sub(now_ms) < lease_ms / 2 => {
+                    l.until_ms = now_ms + lease_ms;
+                }
+                Some(_) => {}
+                None if wants && leased == 0 => record.leases.push(Lease {
+                    holder: id.to_owned(),
+                    slots: local_config.half_open_max_calls(),
+                    generation,
+                    until_ms: now_ms + lease_ms,
+                }),
+                None => {}
+            }
+        }
+        *record != original
+    }
+
+    /// Brings the local circuit in line with the record.
+    fn adopt(&self, record: &FleetRecord) {
+        let now_ms = self.clock.now_ms();
+        let id = self.config.instance_id.as_str();
+        let hook = self.circuit.fleet_hook();
+        let lease = record.lease_of(id).is_some_and(|l| l.until_ms > now_ms);
+        let fleet_open = record.state == FleetState::Open;
+        hook.set_gate(match (fleet_open, lease) {
+            (false, _) => GATE_OFF,
+            (true, true) => GATE_LEASED,
+            (true, false) => GATE_NO_LEASE,
+        });
+        if !fleet_open || lease {
+            hook.lease_settled();
+        }
+        let parts = self.circuit.fleet_parts();
+        let mut adopted_open = false;
+        let mut adopted_close = false;
+        if fleet_open && record.open_until_ms > now_ms && parts.normal {
+            let remaining = Duration::from_millis(record.open_until_ms - now_ms);
+            adopted_open = self.circuit.fleet_adopt_open(remaining);
+        } else if will_adopt_close(record, &parts, self.log().opened_at_ms) {
+            adopted_close = self.circuit.fleet_adopt_closed();
+        }
+        if adopted_open {
+            tracing::info!(
+                circuit = %self.circuit.name(),
+                generation = record.generation,
+                "circuit adopted the fleet's Open"
+            );
+        }
+        let evidence = record.evidence();
+        let mut status = self.status();
+        status.mode = FleetMode::Shared;
+        status.fleet_state = Some(record.state);
+        status.generation = record.generation;
+        status.open_until = fleet_open.then(|| Clock::system(record.open_until_ms));
+        status.lease_held = fleet_open && lease;
+        status.reporting_instances = evidence.instances;
+        status.open_instances = evidence.open_instances;
+        status.adopted_opens += u64::from(adopted_open);
+        status.adopted_closes += u64::from(adopted_close);
+    }
+}
+
+/// The fleet closed (a probe succeeded somewhere) after this Open circuit opened.
+fn will_adopt_close(record: &FleetRecord, parts: &CircuitParts, opened_at_ms: u64) -> bool {
+    record.state == FleetState::Closed
+        && record.generation > 0
+        && parts.normal
+        && parts.state != CircuitState::Closed
+        && record.changed_at_ms >= opened_at_ms
+}

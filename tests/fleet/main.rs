@@ -1,0 +1,404 @@
+#![cfg(feature = "fleet")]
+//! Fleet-wide circuits: several circuits in one process stand for Lambda sandboxes and
+//! share one store.
+//!
+//! Every test runs on a paused tokio clock: time moves when every task waits (auto-advance)
+//! or through `advance`. The syncs' background tasks, the store's TTLs and latency, and
+//! the circuits' breaks all run on that clock, so the scenarios are deterministic.
+
+#[cfg(feature = "fleet-dynamodb")]
+#[path = "../aws_support/mod.rs"]
+mod aws_support;
+#[cfg(any(feature = "fleet-redis", feature = "fleet-dynamodb"))]
+mod real;
+#[cfg(feature = "fleet-redis")]
+#[path = "../fleet_stores/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
+mod scenarios;
+
+use scenarios::{Harness, Mode, trip};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::sleep;
+use tower_circuit_breaker::fleet::{
+    CircuitSnapshot, FleetConfig, FleetMode, FleetState, FleetSync, MemoryStore, SharedState,
+    StoreErrorKind,
+};
+use tower_circuit_breaker::stats::TransitionReason;
+use tower_circuit_breaker::{Circuit, CircuitBreakerConfig, CircuitState};
+
+fn memory() -> Arc<MemoryStore> {
+    Arc::new(MemoryStore::new())
+}
+
+// ===== the scenarios, on the in-process store =====
+
+#[tokio::test(start_paused = true)]
+async fn peers_adopt_a_quorum_open_within_the_cache_period() {
+    scenarios::quorum_open_is_adopted(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_noisy_instance_below_the_quorum_does_not_open_the_fleet() {
+    scenarios::noisy_instance_stays_alone(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn fleet_volume_opens_before_any_sandbox_trips_alone() {
+    scenarios::fleet_volume_opens(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_majority_keeps_the_fleet_closed() {
+    scenarios::healthy_majority_dilutes_the_failure_rate(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_configured_number_of_probes_run_fleet_wide() {
+    scenarios::probes_are_leased_fleet_wide(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn generation_conflicts_never_lose_a_transition() {
+    let store = memory();
+    // Latency makes every round's read and write interleave with the others'.
+    store.set_latency(Duration::from_millis(3));
+    scenarios::concurrent_trips_all_published(store, Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cold_start_begins_from_the_fleets_state() {
+    scenarios::cold_start_adopts(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_holder_without_traffic_lets_the_lease_go() {
+    let h = Harness::start(memory(), 3, scenarios::dynamodb(1));
+    h.warm_up().await;
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    h.tick().await;
+    sleep(Duration::from_secs(20)).await;
+    // Sandbox 0 is turned away once: its sync takes the lease, and it gets no more calls.
+    assert!(!h.succeed(&h.sandboxes[0].circuit).await);
+    h.tick().await;
+    assert!(h.sandboxes[0].sync.status().lease_held);
+    // Sandbox 1 has the traffic: once the idle holder's lease (5 s) runs out, it probes.
+    let mut ticks = 0;
+    while h.sandboxes[1].circuit.state() != CircuitState::Closed {
+        assert!(
+            ticks < 10,
+            "the lease never moved to the sandbox with traffic"
+        );
+        h.succeed(&h.sandboxes[1].circuit).await;
+        h.tick().await;
+        ticks += 1;
+    }
+    assert!(ticks >= 5, "probed before the holder's lease expired");
+    h.tick().await;
+    assert!(
+        h.sandboxes
+            .iter()
+            .all(|s| s.circuit.state() == CircuitState::Closed)
+    );
+    assert_eq!(h.sandboxes[0].sync.status().adopted_closes, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_that_stops_writing_leaves_no_state_behind() {
+    let store = memory();
+    let h = Harness::start(store.clone(), 3, scenarios::dynamodb(1));
+    h.warm_up().await;
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    h.tick().await;
+    let key = h.key().to_owned();
+    assert!(store.load(&key).await.unwrap().is_some());
+    drop(h);
+    // The default record TTL is 15 minutes after the last write.
+    sleep(Duration::from_secs(15 * 60)).await;
+    assert_eq!(store.load(&key).await.unwrap(), None);
+    // A new sandbox on the same key starts from nothing.
+    let c = Circuit::named("dynamodb/PutItem", scenarios::dynamodb(1));
+    let sync = FleetSync::manual(&c, store, FleetConfig::builder(key).build().unwrap()).unwrap();
+    let status = sync.sync_now().await;
+    assert_eq!(
+        (status.fleet_state, status.generation),
+        (Some(FleetState::Closed), 0)
+    );
+    assert_eq!(c.state(), CircuitState::Closed);
+}
+
+// ===== store failure =====
+
+/// Captures this thread's tracing output (the tests run on a current-thread runtime).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .matches(needle)
+            .count()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn store_down_mid_run_calls_keep_flowing_then_sharing_resumes() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let store = memory();
+    let h = Harness::start(store.clone(), 4, scenarios::dynamodb(1));
+    h.warm_up().await;
+    // The fleet opens; sandbox 3 adopts it.
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    sleep(h.cache_period() * 2).await;
+    assert_eq!(h.sandboxes[3].circuit.state(), CircuitState::Open);
+
+    // The store dies while the fleet is Open.
+    store.set_available(false);
+    sleep(h.cache_period() * 3).await;
+    for s in &h.sandboxes {
+        let status = s.sync.status();
+        assert_eq!(status.mode, FleetMode::LocalOnly);
+        assert_eq!(status.degradations, 1);
+        assert!(status.store_errors >= 1);
+        assert!(!status.lease_held);
+    }
+    // Past the break every sandbox probes on its own: no lease is required while
+    // local-only, nothing waits for the store.
+    sleep(Duration::from_secs(21)).await;
+    let before = h.dependency_calls();
+    for s in &h.sandboxes {
+        assert!(
+            h.succeed(&s.circuit).await,
+            "a call was blocked by a dead store"
+        );
+        assert_eq!(s.circuit.state(), CircuitState::Closed);
+    }
+    assert_eq!(h.dependency_calls() - before, 4);
+    // Many more rounds against the dead store: still one warning per sandbox.
+    for _ in 0..20 {
+        for s in &h.sandboxes {
+            assert!(h.succeed(&s.circuit).await);
+        }
+        sleep(h.cache_period()).await;
+    }
+    assert_eq!(logs.count("falls back to local-only"), 4);
+
+    // The store comes back: sharing resumes (the store's own breaker recovers first).
+    store.set_available(true);
+    sleep(Duration::from_secs(6) + h.cache_period() * 2).await;
+    for s in &h.sandboxes {
+        assert_eq!(s.sync.status().mode, FleetMode::Shared);
+    }
+    assert_eq!(logs.count("shares state with the fleet again"), 4);
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    sleep(h.cache_period() * 2).await;
+    assert_eq!(h.sandboxes[2].circuit.state(), CircuitState::Open);
+    assert_eq!(h.sandboxes[2].sync.status().adopted_opens, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_store_times_out_and_its_own_breaker_opens() {
+    let store = memory();
+    store.set_latency(Duration::from_secs(3600));
+    let circuit = Circuit::named("c", CircuitBreakerConfig::dynamodb());
+    let sync = FleetSync::manual(
+        &circuit,
+        store.clone(),
+        FleetConfig::builder("k").build().unwrap(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let status = sync.sync_now().await;
+        assert_eq!(status.mode, FleetMode::LocalOnly);
+        assert_eq!(status.last_error.unwrap().kind(), StoreErrorKind::Timeout);
+    }
+    // Three timeouts opened the store's breaker: the fourth round does not even ask.
+    let asked = store.operations();
+    let status = sync.sync_now().await;
+    assert_eq!(store.operations(), asked);
+    assert_eq!(
+        status.last_error.unwrap().kind(),
+        StoreErrorKind::Unavailable
+    );
+    assert_eq!(status.degradations, 1);
+    // The user's calls never waited.
+    let out: Result<u8, _> = circuit.call(async { Ok::<_, std::io::Error>(1) }).await;
+    assert_eq!(out.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_record_is_refused_and_replaced() {
+    let store = memory();
+    store.put_raw(
+        "k",
+        b"{\"format\":1,\"state\":\"open\"".to_vec(),
+        Duration::from_secs(60),
+    );
+    let circuit = Circuit::named("c", CircuitBreakerConfig::dynamodb());
+    let sync = FleetSync::manual(
+        &circuit,
+        store.clone(),
+        FleetConfig::builder("k").build().unwrap(),
+    )
+    .unwrap();
+    let status = sync.sync_now().await;
+    assert_eq!(status.corrupt_records, 1);
+    assert_eq!(status.last_error.unwrap().kind(), StoreErrorKind::Corrupt);
+    assert_eq!(status.mode, FleetMode::Shared);
+    assert_eq!(status.fleet_state, Some(FleetState::Closed));
+    assert_eq!(circuit.state(), CircuitState::Closed);
+    // Replaced: the next round reads a good record.
+    let status = sync.sync_now().await;
+    assert_eq!(status.corrupt_records, 1);
+    let raw = store.load("k").await.unwrap().unwrap();
+    assert!(raw.body.starts_with(b"{\"format\":1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_sync_per_circuit_and_dropping_it_detaches() {
+    let store = memory();
+    let h = Harness::start(store.clone(), 3, scenarios::dynamodb(1));
+    h.warm_up().await;
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    sleep(h.cache_period() * 2).await;
+    let c = h.sandboxes[2].circuit.clone();
+    assert_eq!(c.state(), CircuitState::Open);
+    let err = FleetSync::manual(
+        &c,
+        store.clone(),
+        FleetConfig::builder("x").build().unwrap(),
+    )
+    .unwrap_err();
+    assert_eq!(err.field(), "circuit");
+    drop(h);
+    // Detached: past the break the circuit probes on its own again.
+    sleep(Duration::from_secs(21)).await;
+    let out: Result<u8, _> = c.call(async { Ok::<_, std::io::Error>(1) }).await;
+    assert!(out.is_ok());
+    assert_eq!(c.state(), CircuitState::Closed);
+}
+
+#[test]
+fn fleet_config_is_validated() {
+    let b = || FleetConfig::builder("k");
+    let field =
+        |r: Result<FleetConfig, tower_circuit_breaker::config::ConfigError>| r.unwrap_err().field();
+    assert_eq!(
+        field(b().cache_period(Duration::ZERO).build()),
+        "cache_period"
+    );
+    assert_eq!(field(b().quorum(0).build()), "quorum");
+    assert_eq!(
+        field(b().fleet_failure_rate(1.5).build()),
+        "fleet_failure_rate"
+    );
+    assert_eq!(
+        field(b().fleet_failure_rate(f64::NAN).build()),
+        "fleet_failure_rate"
+    );
+    assert_eq!(
+        field(b().instance_id("x".repeat(129)).build()),
+        "instance_id"
+    );
+    assert_eq!(
+        field(b().store_timeout(Some(Duration::ZERO)).build()),
+        "store_timeout"
+    );
+    assert_eq!(
+        field(b().record_ttl(Duration::from_secs(1)).build()),
+        "record_ttl"
+    );
+    assert!(b().build().is_ok());
+}
+
+// ===== snapshot and restore =====
+
+#[tokio::test(start_paused = true)]
+async fn snapshot_round_trips_and_bad_snapshots_are_refused() {
+    let config = CircuitBreakerConfig::dynamodb();
+    // Created together: on a paused clock a circuit's wall clock starts at its creation.
+    let old = Circuit::named("ddb", config.clone());
+    let new = Circuit::named("ddb", config.clone());
+    for _ in 0..5 {
+        let _ = old.call(async { Err::<(), _>("down") }).await;
+    }
+    assert_eq!(old.state(), CircuitState::Open);
+    sleep(Duration::from_secs(5)).await;
+    let snap = old.snapshot();
+    assert_eq!(snap.state, FleetState::Open);
+    assert_eq!(snap.opens_in_a_row, 1);
+    let json = serde_json::to_vec(&snap).unwrap();
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    new.on_transition(move |e| seen.lock().unwrap().push(e.reason));
+    assert_eq!(
+        new.restore(&CircuitSnapshot::from_json(&json).unwrap()),
+        Ok(true)
+    );
+    assert_eq!(new.state(), CircuitState::Open);
+    assert_eq!(*events.lock().unwrap(), vec![TransitionReason::Restored]);
+    // About 15 s of the break are left (wall clocks of two circuits agree to a few ms).
+    let left = new
+        .stats()
+        .next_attempt_time
+        .unwrap()
+        .duration_since(old.stats().next_attempt_time.unwrap())
+        .unwrap_or_default();
+    assert!(left < Duration::from_millis(50), "{left:?}");
+    sleep(Duration::from_secs(15)).await;
+    let out: Result<u8, _> = new.call(async { Ok::<_, std::io::Error>(1) }).await;
+    assert!(out.is_ok());
+    assert_eq!(new.state(), CircuitState::Closed);
+
+    // Untrusted input.
+    let fresh = || Circuit::named("ddb", config.clone());
+    let mut s = snap.clone();
+    s.open_until_ms = Some(s.taken_at_ms + 86_400_000);
+    assert_eq!(
+        fresh().restore(&s).unwrap_err().rule(),
+        "break longer than the circuit's longest"
+    );
+    let mut s = snap.clone();
+    s.format = 2;
+    assert!(fresh().restore(&s).is_err());
+    let mut s = snap.clone();
+    s.circuit = "other".into();
+    assert!(fresh().restore(&s).is_err());
+    let mut s = snap.clone();
+    s.open_until_ms = None;
+    assert!(fresh().restore(&s).is_err());
+    let mut s = snap.clone();
+    s.taken_at_ms += 3_600_000;
+    assert!(fresh().restore(&s).is_err());
+    assert!(CircuitSnapshot::from_json(b"{\"format\":1}").is_err());
+    assert!(CircuitSnapshot::from_json(&vec![b' '; 5000]).is_err());
+    // A refused snapshot changed nothing.
+    let c = fresh();
+    let _ = c.restore(&s);
+    assert_eq!(c.state(), CircuitState::Closed);
+}
