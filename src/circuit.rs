@@ -4,7 +4,7 @@ use crate::CircuitState;
 use crate::classify::{Classify, ErrorsAsFailures, Verdict};
 use crate::clock::Clock;
 use crate::config::{CircuitBreakerConfig, ConfigError};
-use crate::error::{CallError, CircuitOpen, RejectReason};
+use crate::error::{CallError, CircuitOpen, Name, RejectReason};
 use crate::state::{Mode, Word};
 use crate::stats::{
     CircuitBreakerStats, ManualOverride, TransitionEvent, TransitionReason, WindowStats,
@@ -105,6 +105,8 @@ struct Shared {
     written: Written,
     window: Window,
     name: Arc<str>,
+    /// Copies of the name for rejections, one per window stripe.
+    names: Box<[Name]>,
     service: Arc<str>,
     operation: Arc<str>,
     clock: Clock,
@@ -168,7 +170,7 @@ pub(crate) struct Rejection {
 }
 
 impl Rejection {
-    pub(crate) fn into_error(self, circuit: Arc<str>) -> CircuitOpen {
+    pub(crate) fn into_error(self, circuit: Name) -> CircuitOpen {
         CircuitOpen::new(circuit, self.reason, self.retry_after)
     }
 }
@@ -207,7 +209,7 @@ impl<H: Borrow<Circuit>> Permit<H> {
     pub(crate) fn acquire(circuit: H) -> Result<Self, CircuitOpen> {
         match circuit.borrow().admit(true) {
             Ok(ticket) => Ok(Self::new(circuit, ticket)),
-            Err(rejection) => Err(rejection.into_error(circuit.borrow().shared.name.clone())),
+            Err(rejection) => Err(rejection.into_error(circuit.borrow().rejection_name())),
         }
     }
 
@@ -308,6 +310,9 @@ impl Circuit {
                 last_success: AtomicU64::new(0),
                 last_failure: AtomicU64::new(0),
             },
+            names: (0..window.stripe_count())
+                .map(|_| Name::new(&name))
+                .collect(),
             window,
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::CircuitMetrics::new(&service, &operation),
@@ -338,14 +343,10 @@ impl Circuit {
         &self.shared.name
     }
 
-    /// A new copy of the name, with a reference count of its own (see `service::Local`).
-    pub(crate) fn name_copy(&self) -> Arc<str> {
-        Arc::from(&*self.shared.name)
-    }
-
-    /// The shared name.
-    pub(crate) fn name_arc(&self) -> Arc<str> {
-        self.shared.name.clone()
+    /// The name for a rejection: this thread's stripe's copy (see [`Name`]).
+    #[inline]
+    pub(crate) fn rejection_name(&self) -> Name {
+        self.shared.names[self.shared.window.stripe()].clone()
     }
 
     /// The current state. Reading it never changes it: an Open circuit whose recovery

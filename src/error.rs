@@ -51,17 +51,13 @@ impl RejectReason {
 /// Says which circuit, why, and when it may admit again ([`retry_after`](Self::retry_after)).
 #[derive(Clone, Debug)]
 pub struct CircuitOpen {
-    circuit: Arc<str>,
+    circuit: Name,
     reason: RejectReason,
     retry_after: Option<Duration>,
 }
 
 impl CircuitOpen {
-    pub(crate) fn new(
-        circuit: Arc<str>,
-        reason: RejectReason,
-        retry_after: Option<Duration>,
-    ) -> Self {
+    pub(crate) fn new(circuit: Name, reason: RejectReason, retry_after: Option<Duration>) -> Self {
         CircuitOpen {
             circuit,
             reason,
@@ -71,7 +67,7 @@ impl CircuitOpen {
 
     /// The name of the circuit that rejected the call.
     pub fn circuit(&self) -> &str {
-        &self.circuit
+        self.circuit.as_str()
     }
 
     /// Why the call was rejected.
@@ -90,12 +86,14 @@ impl CircuitOpen {
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason {
-            RejectReason::Open => write!(f, "circuit `{}` is open", self.circuit)?,
-            RejectReason::ForcedOpen => write!(f, "circuit `{}` is forced open", self.circuit)?,
+            RejectReason::Open => write!(f, "circuit `{}` is open", self.circuit.as_str())?,
+            RejectReason::ForcedOpen => {
+                write!(f, "circuit `{}` is forced open", self.circuit.as_str())?
+            }
             RejectReason::HalfOpenFull => write!(
                 f,
                 "circuit `{}` is half-open and its probes are in flight",
-                self.circuit
+                self.circuit.as_str()
             )?,
         }
         if let Some(d) = self.retry_after {
@@ -150,5 +148,33 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
             CallError::Rejected(r) => Some(r),
             CallError::Inner(e) => Some(e),
         }
+    }
+}
+
+/// A circuit's name as a rejection carries it.
+///
+/// Every rejection clones the name into its [`CircuitOpen`]. One shared `Arc<str>` would
+/// make every core that rejects write to one reference count, so a circuit keeps a copy
+/// per window stripe (per thread, in effect), each on a cache line of its own, and a
+/// rejection clones the copy of its thread's stripe.
+#[derive(Clone)]
+pub(crate) struct Name(Arc<NameCopy>);
+
+#[repr(align(128))]
+struct NameCopy(Box<str>);
+
+impl Name {
+    pub(crate) fn new(name: &str) -> Self {
+        Name(Arc::new(NameCopy(name.into())))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }

@@ -61,12 +61,10 @@ pub(crate) enum Handle {
     Local(Arc<Local>),
 }
 
-/// A circuit handle on a cache line of its own, with a copy of the circuit's name (for
-/// rejections) whose reference count is this clone's too.
+/// A circuit handle on a cache line of its own.
 #[repr(align(128))]
 pub(crate) struct Local {
     circuit: Circuit,
-    name: Arc<str>,
 }
 
 impl Borrow<Circuit> for Handle {
@@ -136,7 +134,6 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         }
         Some(self.local.insert(Arc::new(Local {
             circuit: self.circuit.clone(),
-            name: self.circuit.name_copy(),
         })))
     }
 
@@ -150,11 +147,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     }
 
     fn rejected(&mut self, rejection: Rejection) -> Decision {
-        let name = match self.local() {
-            Some(local) => local.name.clone(),
-            None => self.circuit.name_arc(),
-        };
-        Decision::Rejected(rejection.into_error(name))
+        Decision::Rejected(rejection.into_error(self.circuit.rejection_name()))
     }
 
     /// The circuit this service reports to.

@@ -183,6 +183,17 @@ impl Window {
         }
     }
 
+    /// The stripe this thread writes to.
+    #[inline]
+    pub(crate) fn stripe(&self) -> usize {
+        stripe_index(self.stripe_mask)
+    }
+
+    /// The number of stripes.
+    pub(crate) fn stripe_count(&self) -> usize {
+        self.stripe_mask + 1
+    }
+
     pub(crate) fn buckets(&self) -> usize {
         self.buckets
     }
