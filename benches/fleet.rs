@@ -12,52 +12,13 @@
 //! one poll of a ready future, no runtime in the loop.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
-use std::hint::black_box;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower_circuit_breaker::fleet::{FleetConfig, FleetSync, MemoryStore};
 use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+use tower_circuit_breaker_benches::{Echo, run};
 use tower_layer::Layer;
 use tower_service::Service;
-
-#[derive(Clone)]
-struct Echo;
-
-impl Service<u64> for Echo {
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, req: u64) -> Self::Future {
-        ready(Ok(req))
-    }
-}
-
-fn run<S: Service<u64>>(svc: &mut S, iters: u64) -> Duration {
-    let mut cx = Context::from_waker(Waker::noop());
-    let start = Instant::now();
-    for i in 0..iters {
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        let fut = pin!(svc.call(black_box(i)));
-        match fut.poll(&mut cx) {
-            Poll::Ready(r) => {
-                black_box(r.is_ok());
-            }
-            Poll::Pending => unreachable!(),
-        }
-    }
-    start.elapsed()
-}
 
 fn closed_hot_path(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -11,57 +11,15 @@
 //! one service (so one shared circuit), and report time per call per thread.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::Barrier;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+use tower_circuit_breaker_benches::{Echo, drive, run};
 use tower_layer::Layer;
 use tower_service::Service;
-
-#[derive(Clone)]
-struct Echo;
-
-impl Service<u64> for Echo {
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, req: u64) -> Self::Future {
-        ready(Ok(req))
-    }
-}
-
-#[inline]
-fn drive<S>(svc: &mut S, cx: &mut Context<'_>, i: u64) -> bool
-where
-    S: Service<u64>,
-{
-    assert!(svc.poll_ready(cx).is_ready());
-    let fut = pin!(svc.call(black_box(i)));
-    match fut.poll(cx) {
-        Poll::Ready(r) => r.is_ok(),
-        Poll::Pending => unreachable!(),
-    }
-}
-
-fn run<S: Service<u64>>(svc: &mut S, iters: u64) -> Duration {
-    let mut cx = Context::from_waker(Waker::noop());
-    let start = Instant::now();
-    for i in 0..iters {
-        black_box(drive(svc, &mut cx, i));
-    }
-    start.elapsed()
-}
 
 /// Both threads run `iters` calls at once on clones of `svc`; the slower one's time.
 fn run2<S>(svc: &S, iters: u64) -> Duration
