@@ -759,16 +759,10 @@ impl Circuit {
                     hot.open_until
                         .store(self.now_ns_checked().saturating_add(d), Ordering::Release);
                 }
-                if state == CircuitState::Closed
-                    && matches!(
-                        reason,
-                        TransitionReason::ProbesSucceeded
-                            | TransitionReason::Reset
-                            | TransitionReason::FleetClosed
-                    )
-                {
-                    // Nothing records into the window of the generation being left, so
-                    // the new Closed generation starts empty.
+                if state == CircuitState::Closed && mode == Mode::Normal {
+                    // Closing (probes passed, a reset, a fleet close) starts a normal Closed
+                    // generation; nothing records into the window of the one being left, so
+                    // the new one starts empty. (Disabling keeps the window for the stats.)
                     self.shared.window.clear();
                     self.shared.written.consecutive.store(0, Ordering::Relaxed);
                 }

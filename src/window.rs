@@ -205,7 +205,7 @@ impl Window {
 
     #[inline]
     fn stripes(&self) -> std::ops::Range<usize> {
-        0..self.stripe_mask + 1
+        0..self.stripe_count()
     }
 
     /// Records one outcome at `now_ns` into the bucket of that instant.
