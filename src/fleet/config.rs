@@ -46,6 +46,7 @@ pub struct FleetConfig {
     pub(crate) record_ttl: Duration,
     pub(crate) report_ttl: Duration,
     pub(crate) lease_ttl: Duration,
+    pub(crate) max_clock_skew: Duration,
     pub(crate) quorum: u32,
     pub(crate) min_fleet_requests: u64,
     pub(crate) fleet_failure_rate: f64,
@@ -91,6 +92,23 @@ getters! {
     /// How long a probe lease lasts unless renewed (default 5 s): if its holder freezes or
     /// dies, another instance may probe after this.
     lease_ttl: Duration;
+    /// How far ahead of this instance's clock another writer's clock may be (default
+    /// 5 s). Between 0 and `report_ttl`. A record read from the store is untrusted, and
+    /// its times are judged against the reader's own clock with this allowance:
+    ///
+    /// * a report dated further ahead than this is dropped (it is no evidence);
+    /// * a probe lease never lasts past now + `lease_ttl`: one ending later is shortened
+    ///   to that, and one ending later than now + `lease_ttl` + this allowance is dropped;
+    /// * the time of the fleet's last transition, when further ahead, is taken as now;
+    /// * the fleet's break never ends later than now + the longest break the local
+    ///   circuit's config allows (`recovery_timeout`, or the backoff's `max` when
+    ///   larger).
+    ///
+    /// Times are clamped or dropped entry by entry rather than the whole record refused
+    /// as corrupt, so one writer with a wrong clock cannot wipe the evidence written by
+    /// the others. A record that had to be corrected is written back corrected (by
+    /// compare-and-set), so its times stop moving with each reader's clock.
+    max_clock_skew: Duration;
     /// Distinct instances Open on their own evidence that open the fleet (default 2).
     quorum: u32;
     /// Fleet-wide window calls needed before the failure rate may open the fleet
@@ -117,6 +135,7 @@ impl FleetConfig {
                 record_ttl: Duration::from_secs(15 * 60),
                 report_ttl: Duration::from_secs(60),
                 lease_ttl: Duration::from_secs(5),
+                max_clock_skew: Duration::from_secs(5),
                 quorum: 2,
                 min_fleet_requests: 20,
                 fleet_failure_rate: 0.5,
@@ -141,6 +160,11 @@ impl FleetConfig {
         FleetConfigBuilder {
             config: self.clone(),
         }
+    }
+
+    /// The allowance as epoch milliseconds.
+    pub(crate) fn skew_ms(&self) -> u64 {
+        duration_ms(self.max_clock_skew)
     }
 
     pub(crate) fn meets(&self, e: super::record::Evidence) -> bool {
@@ -182,6 +206,9 @@ impl FleetConfigBuilder {
         if c.lease_ttl < Duration::from_millis(10) {
             return err("lease_ttl", "must be at least 10 ms");
         }
+        if c.max_clock_skew > c.report_ttl {
+            return err("max_clock_skew", "must be at most report_ttl");
+        }
         if c.quorum == 0 {
             return err("quorum", "must be at least 1");
         }
@@ -209,4 +236,17 @@ fn default_instance_id() -> String {
         started,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// `d` in whole milliseconds, saturating.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The longest break `config` can produce on its own: `recovery_timeout`, or the
+/// backoff's `max` when a backoff is set and its `max` is larger. An adopted fleet break,
+/// or a restored one, never lasts longer than this.
+pub(crate) fn longest_break(config: &CircuitBreakerConfig) -> Duration {
+    let base = config.recovery_timeout();
+    config.backoff().map_or(base, |b| b.max.max(base))
 }

@@ -75,6 +75,16 @@ pub(crate) struct Evidence {
     pub(crate) failures: u64,
 }
 
+/// What a reader trusts of a record's times: its own clock, the clock-skew allowance,
+/// its lease TTL and the longest break its own circuit could take.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) now_ms: u64,
+    pub(crate) skew_ms: u64,
+    pub(crate) lease_ttl_ms: u64,
+    pub(crate) longest_break_ms: u64,
+}
+
 fn corrupt(why: &str) -> StoreError {
     StoreError::new(StoreErrorKind::Corrupt, format!("fleet record: {why}"))
 }
@@ -137,6 +147,38 @@ impl FleetRecord {
             }
         }
         Ok(())
+    }
+
+    /// Clamps or drops every time in the record that the reader cannot trust (see
+    /// `FleetConfig::max_clock_skew`): reports dated beyond now + skew are dropped; leases
+    /// end by now + lease TTL (dropped when they claimed more than that plus the skew);
+    /// a transition time beyond now + skew becomes now; an Open break ends by now + the
+    /// longest local break. True when anything changed (the record must be written back,
+    /// so that the corrected times stop moving with the reader's clock).
+    pub(crate) fn distrust(&mut self, l: Limits) -> bool {
+        let horizon = l.now_ms.saturating_add(l.skew_ms);
+        let lease_end = l.now_ms.saturating_add(l.lease_ttl_ms);
+        let lease_limit = lease_end.saturating_add(l.skew_ms);
+        let (reports, leases) = (self.reports.len(), self.leases.len());
+        self.reports.retain(|r| r.at_ms <= horizon);
+        self.leases.retain(|x| x.until_ms <= lease_limit);
+        let mut changed = reports != self.reports.len() || leases != self.leases.len();
+        for x in &mut self.leases {
+            if x.until_ms > lease_end {
+                x.until_ms = lease_end;
+                changed = true;
+            }
+        }
+        if self.changed_at_ms > horizon {
+            self.changed_at_ms = l.now_ms;
+            changed = true;
+        }
+        let break_end = l.now_ms.saturating_add(l.longest_break_ms);
+        if self.state == FleetState::Open && self.open_until_ms > break_end {
+            self.open_until_ms = break_end;
+            changed = true;
+        }
+        changed
     }
 
     /// Drops reports older than `report_ttl_ms` and expired leases.
@@ -249,6 +291,53 @@ mod tests {
         assert!(FleetRecord::decode(&dup.encode()).is_err());
         let huge = vec![b' '; MAX_BODY + 1];
         assert!(FleetRecord::decode(&huge).is_err());
+    }
+
+    #[test]
+    fn times_beyond_the_allowance_are_clamped_or_dropped() {
+        let limits = Limits {
+            now_ms: 1_000_000,
+            skew_ms: 5_000,
+            lease_ttl_ms: 5_000,
+            longest_break_ms: 20_000,
+        };
+        let lease = |holder: &str, until_ms| Lease {
+            holder: holder.into(),
+            slots: 1,
+            generation: 1,
+            until_ms,
+        };
+        let mut r = FleetRecord::empty();
+        r.transition(FleetState::Open, u64::MAX, u64::MAX, "w");
+        r.reports = vec![
+            Report {
+                at_ms: u64::MAX,
+                ..report("fake", 1, 1, true)
+            },
+            Report {
+                at_ms: 1_004_000,
+                ..report("ahead", 1, 1, true)
+            },
+            Report {
+                at_ms: 990_000,
+                ..report("real", 1, 1, true)
+            },
+        ];
+        r.leases = vec![
+            lease("forever", u64::MAX),
+            lease("long", 1_008_000),
+            lease("ok", 1_003_000),
+        ];
+        let good = r.clone();
+        assert!(r.distrust(limits));
+        let ids: Vec<_> = r.reports.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["ahead", "real"]);
+        let leases: Vec<_> = r.leases.iter().map(|l| (l.holder.as_str(), l.until_ms)).collect();
+        assert_eq!(leases, [("long", 1_005_000), ("ok", 1_003_000)]);
+        assert_eq!((r.changed_at_ms, r.open_until_ms), (1_000_000, 1_020_000));
+        // Corrected once, the record is stable.
+        assert!(!r.clone().distrust(limits));
+        assert_ne!(r, good);
     }
 
     #[test]

@@ -151,9 +151,7 @@ impl Circuit {
             return refuse("open without the end of its break");
         };
         let config = self.config();
-        let longest = config.backoff().map_or(config.recovery_timeout(), |b| {
-            b.max.max(config.recovery_timeout())
-        });
+        let longest = super::config::longest_break(&config);
         let remaining = Duration::from_millis(until.saturating_sub(now_ms));
         if remaining > longest + MAX_SKEW {
             return refuse("break longer than the circuit's longest");

@@ -1,9 +1,9 @@
 //! The fleet sync: publishes a circuit's trips and window counts, adopts the fleet's
 //! state, and holds probe leases, all off the request path.
 
-use super::config::FleetConfig;
+use super::config::{FleetConfig, duration_ms, longest_break};
 use super::hook::{GATE_LEASED, GATE_NO_LEASE, GATE_OFF};
-use super::record::{FleetRecord, FleetState, Lease, Report};
+use super::record::{FleetRecord, FleetState, Lease, Limits, Report};
 use super::store::{CasOutcome, SharedState, StoreError, StoreErrorKind};
 use crate::config::ConfigError;
 use crate::error::CallError;
@@ -129,6 +129,11 @@ struct LocalLog {
     own_open: bool,
     /// When it last opened, epoch ms.
     opened_at_ms: u64,
+    /// The fleet generation of the last record read.
+    seen_generation: u64,
+    /// The fleet generation this circuit was reset out of by hand: its break is not
+    /// adopted again.
+    left_generation: Option<u64>,
     pending: Pending,
 }
 
@@ -284,6 +289,10 @@ impl FleetSync {
             circuit.on_transition(move |e| {
                 let now = clock.now_ms();
                 let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                if e.reason == TransitionReason::Reset {
+                    // A reset by hand leaves the fleet break this circuit knows of.
+                    l.left_generation = Some(l.seen_generation);
+                }
                 if matches!(
                     e.reason,
                     TransitionReason::FleetOpen | TransitionReason::FleetClosed
@@ -539,11 +548,19 @@ impl Inner {
     fn modify(&self, record: &mut FleetRecord, pending: Pending, now_ms: u64) -> bool {
         let config = &self.config;
         let id = config.instance_id.as_str();
+        let local_config = self.circuit.config();
+        // The record is untrusted: times beyond what this reader's clock allows are
+        // corrected, and a corrected record is written back.
+        let distrusted = record.distrust(Limits {
+            now_ms,
+            skew_ms: config.skew_ms(),
+            lease_ttl_ms: duration_ms(config.lease_ttl),
+            longest_break_ms: duration_ms(longest_break(&local_config)),
+        });
         // Readers prune too: pruning alone is no reason to write.
         record.prune(now_ms, config.report_ttl.as_millis() as u64);
         let original = record.clone();
         let parts = self.circuit.fleet_parts();
-        let local_config = self.circuit.config();
         let window = self.circuit.stats().window;
         let (own_open, opened_at_ms) = {
             let log = self.log();
@@ -568,14 +585,16 @@ impl Inner {
         };
         // Healthy instances report too (their calls are the failure rate's denominator),
         // but only every half `report_ttl`; news (a failure, a change of the open flag, a
-        // transition) is written at once.
+        // transition) is written at once. An instance Open on its own evidence renews its
+        // report every half `report_ttl` even with an empty window: readers adopt the
+        // fleet's Open only while the record carries that evidence.
         let publish = match original.report(id) {
             None => report.requests > 0 || report.open || pending.dirty,
             Some(old) => {
                 old.open != report.open
                     || pending.dirty
                     || old.failures != report.failures
-                    || (report.requests > 0
+                    || ((report.requests > 0 || report.open)
                         && now_ms.saturating_sub(old.at_ms)
                             >= config.report_ttl.as_millis() as u64 / 2)
             }
@@ -642,7 +661,7 @@ impl Inner {
                 None => {}
             }
         }
-        *record != original
+        distrusted || *record != original
     }
 
     /// Brings the local circuit in line with the record.
@@ -651,7 +670,14 @@ impl Inner {
         let id = self.config.instance_id.as_str();
         let hook = self.circuit.fleet_hook();
         let lease = record.lease_of(id).is_some_and(|l| l.until_ms > now_ms);
-        let fleet_open = record.state == FleetState::Open;
+        let left = {
+            let mut log = self.log();
+            log.seen_generation = record.generation;
+            log.left_generation == Some(record.generation)
+        };
+        // A fleet break this circuit was reset out of by hand is over for it: no adoption,
+        // no lease gating (it probes on its own if it trips again).
+        let fleet_open = record.state == FleetState::Open && !left;
         hook.set_gate(match (fleet_open, lease) {
             (false, _) => GATE_OFF,
             (true, true) => GATE_LEASED,
@@ -663,9 +689,16 @@ impl Inner {
         let parts = self.circuit.fleet_parts();
         let mut adopted_open = false;
         let mut adopted_close = false;
+        let evidence = record.evidence();
         if fleet_open && record.open_until_ms > now_ms && parts.normal {
-            let remaining = Duration::from_millis(record.open_until_ms - now_ms);
-            adopted_open = self.circuit.fleet_adopt_open(remaining);
+            // Adopted only on the evidence the adoption rule needs (fresh, distinct
+            // reports), never on the writer's word; for at most the longest break the
+            // local config allows, from this reader's clock.
+            if self.config.meets(evidence) {
+                let longest = longest_break(&self.circuit.config());
+                let remaining = Duration::from_millis(record.open_until_ms - now_ms).min(longest);
+                adopted_open = self.circuit.fleet_adopt_open(remaining);
+            }
         } else if will_adopt_close(record, &parts, self.log().opened_at_ms) {
             adopted_close = self.circuit.fleet_adopt_closed();
         }
@@ -676,7 +709,6 @@ impl Inner {
                 "circuit adopted the fleet's Open"
             );
         }
-        let evidence = record.evidence();
         let mut status = self.status();
         status.mode = FleetMode::Shared;
         status.fleet_state = Some(record.state);

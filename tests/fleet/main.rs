@@ -15,6 +15,7 @@ mod real;
 #[path = "../fleet_stores/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
+mod hostile;
 mod scenarios;
 
 use scenarios::{Harness, Mode, trip};
@@ -129,6 +130,66 @@ async fn a_fleet_that_stops_writing_leaves_no_state_behind() {
         (Some(FleetState::Closed), 0)
     );
     assert_eq!(c.state(), CircuitState::Closed);
+}
+
+// ===== hostile records (issue 11, section 1) =====
+
+#[tokio::test(start_paused = true)]
+async fn a_forged_open_without_reports_opens_nobody() {
+    hostile::forged_open_without_evidence(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endless_fleet_break_is_cut_to_the_local_longest() {
+    hostile::endless_break_is_cut_to_the_local_longest(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_30_days_ahead_cannot_hold_the_fleet_open() {
+    hostile::writer_30_days_ahead_is_clamped(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_from_the_future_are_no_evidence() {
+    hostile::reports_from_the_future_are_no_evidence(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endless_lease_does_not_block_probes() {
+    hostile::endless_lease_is_dropped(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_is_not_undone_by_the_next_sync() {
+    hostile::a_reset_is_not_undone_by_the_next_sync(memory(), Mode::Background).await;
+}
+
+/// An adopted endless break, then the record expires from the store: every circuit admits
+/// a probe within one local break.
+#[tokio::test(start_paused = true)]
+async fn circuits_recover_after_a_forged_record_expires() {
+    let store = memory();
+    let h = Harness::start(store.clone(), 3, scenarios::dynamodb(1));
+    h.warm_up().await;
+    trip(&h.sandboxes[0].circuit).await;
+    trip(&h.sandboxes[1].circuit).await;
+    h.tick().await;
+    hostile::tamper(&h, |v, _| v["open_until_ms"] = serde_json::json!(u64::MAX)).await;
+    h.tick().await;
+    assert_eq!(h.sandboxes[2].circuit.state(), CircuitState::Open);
+    // Gone from the store; the syncs stop (as a fleet that went away).
+    let body = store.load(h.key()).await.unwrap().unwrap().body;
+    store.put_raw(h.key(), body, Duration::from_millis(1));
+    let syncs: Vec<_> = h.sandboxes.iter().map(|s| s.sync.clone()).collect();
+    let circuits: Vec<_> = h.sandboxes.iter().map(|s| s.circuit.clone()).collect();
+    drop(h);
+    drop(syncs);
+    sleep(hostile::LONGEST).await;
+    for c in &circuits {
+        let out: Result<u8, _> = c.call(async { Ok::<_, std::io::Error>(1) }).await;
+        assert!(out.is_ok(), "{:?}", c.stats().next_attempt_time);
+        assert_eq!(c.state(), CircuitState::Closed);
+    }
 }
 
 // ===== store failure =====
@@ -246,6 +307,12 @@ fn fleet_config_is_validated() {
         field(b().record_ttl(Duration::from_secs(1)).build()),
         "record_ttl"
     );
+    assert_eq!(
+        field(b().max_clock_skew(Duration::from_secs(61)).build()),
+        "max_clock_skew"
+    );
+    assert_eq!(b().build().unwrap().max_clock_skew(), Duration::from_secs(5));
+    assert!(b().max_clock_skew(Duration::ZERO).build().is_ok());
     assert!(b().build().is_ok());
 }
 

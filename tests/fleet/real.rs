@@ -178,6 +178,29 @@ scenario_tests! { dynamodb:
     dynamodb_cold_start_adopts => cold_start_adopts,
 }
 
+macro_rules! hostile_tests {
+    ($store:ident: $($test:ident => $scenario:ident,)*) => {
+        $(
+            #[tokio::test(start_paused = true)]
+            async fn $test() {
+                let Some(store) = $store(stringify!($test)).await else { return };
+                super::hostile::$scenario(store, Mode::Manual).await;
+            }
+        )*
+    };
+}
+
+// Issue 11, section 1: crafted records in a real Redis.
+#[cfg(feature = "fleet-redis")]
+hostile_tests! { redis:
+    redis_forged_open_without_reports_opens_nobody => forged_open_without_evidence,
+    redis_endless_fleet_break_is_cut => endless_break_is_cut_to_the_local_longest,
+    redis_writer_30_days_ahead_is_clamped => writer_30_days_ahead_is_clamped,
+    redis_reports_from_the_future_are_no_evidence => reports_from_the_future_are_no_evidence,
+    redis_endless_lease_is_dropped => endless_lease_is_dropped,
+    redis_reset_is_not_undone_by_the_next_sync => a_reset_is_not_undone_by_the_next_sync,
+}
+
 // ===== separate processes =====
 
 const CHILD_KEY: &str = "TCB_FLEET_CHILD_KEY";

@@ -35,6 +35,9 @@ pub struct Harness {
     fleet: FleetConfig,
     calls: Arc<AtomicU64>,
     pub down: Arc<AtomicBool>,
+    /// The wall clock (epoch ms) and tokio instant at the start: the syncs' clocks are
+    /// anchored the same way, so `now_ms` is their "now".
+    origin: (u64, tokio::time::Instant),
 }
 
 /// The DynamoDB preset (3 failures among at least 5 calls, 20 s break) with this many
@@ -90,6 +93,13 @@ impl Harness {
             fleet,
             calls: Arc::new(AtomicU64::new(0)),
             down: Arc::new(AtomicBool::new(false)),
+            origin: (
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64,
+                tokio::time::Instant::now(),
+            ),
         };
         for _ in 0..n {
             let s = h.sandbox();
@@ -119,6 +129,18 @@ impl Harness {
     /// The store key of this fleet's circuit.
     pub fn key(&self) -> &str {
         self.fleet.key()
+    }
+
+    /// The shared store.
+    #[allow(dead_code)]
+    pub fn store(&self) -> &Arc<dyn SharedState> {
+        &self.store
+    }
+
+    /// The syncs' wall clock now, epoch milliseconds.
+    #[allow(dead_code)]
+    pub fn now_ms(&self) -> u64 {
+        self.origin.0 + self.origin.1.elapsed().as_millis() as u64
     }
 
     pub fn cache_period(&self) -> Duration {
