@@ -24,6 +24,10 @@ use std::time::{Duration, SystemTime};
 /// So one sick sandbox (a bad host, a bad network path) opens only its own circuit, as the
 /// Polly maintainers' analysis of shared breakers asks.
 ///
+/// Readers apply the same rule, with their own settings, to the reports of an Open record
+/// before adopting it: a record that says Open without that evidence opens nobody.
+/// Reports dated beyond [`max_clock_skew`](Self::max_clock_skew) are no evidence.
+///
 /// ```
 /// use std::time::Duration;
 /// use tower_circuit_breaker::fleet::FleetConfig;

@@ -332,7 +332,11 @@ mod tests {
         assert!(r.distrust(limits));
         let ids: Vec<_> = r.reports.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["ahead", "real"]);
-        let leases: Vec<_> = r.leases.iter().map(|l| (l.holder.as_str(), l.until_ms)).collect();
+        let leases: Vec<_> = r
+            .leases
+            .iter()
+            .map(|l| (l.holder.as_str(), l.until_ms))
+            .collect();
         assert_eq!(leases, [("long", 1_005_000), ("ok", 1_003_000)]);
         assert_eq!((r.changed_at_ms, r.open_until_ms), (1_000_000, 1_020_000));
         // Corrected once, the record is stable.

@@ -39,6 +39,31 @@ const MAX_ATTEMPTS: u32 = 8;
 ///    the lease keep rejecting as Open, so at most `half_open_max_calls` probes run
 ///    fleet-wide.
 ///
+/// # Records are untrusted
+///
+/// Any process with access to the store can write the record, and a writer's clock may
+/// be wrong. So a reader:
+///
+/// * judges every time in the record against its own clock, with the
+///   [`max_clock_skew`](FleetConfig::max_clock_skew) allowance: reports dated further
+///   ahead are dropped, leases last at most `lease_ttl` from now, and the fleet's break
+///   ends at most the local circuit's longest break from now (`recovery_timeout`, or the
+///   backoff's `max`); a record it had to correct is written back corrected;
+/// * adopts the fleet's Open (and extends an Open circuit's break by it) only when the
+///   record's fresh, distinct reports meet the [adoption rule](FleetConfig) by this
+///   reader's own settings, never on the record's `state` alone;
+/// * never adopts a break longer than its own longest, measured from its own clock.
+///
+/// # Manual control wins
+///
+/// The fleet never changes a circuit under a manual override
+/// ([`force_open`](Circuit::force_open), [`disable`](Circuit::disable)). A
+/// [`reset`](Circuit::reset) is local: it withdraws this instance's report (its next
+/// report is Closed with an empty window, so its vote no longer counts towards the
+/// quorum), and the circuit does not adopt again the fleet break (generation) it was
+/// reset out of, nor wait for that break's probe lease. It does not close the fleet for
+/// the other instances. A later fleet break (a new generation) is adopted as usual.
+///
 /// When the store fails (error, its own timeout, or its own breaker open), the circuit
 /// falls back to local-only decisions, probe leases not required; this is logged once at
 /// `warn` and shown in [`status`](Self::status). Sharing resumes when the store answers.

@@ -9,13 +9,13 @@
 #[cfg(feature = "fleet-dynamodb")]
 #[path = "../aws_support/mod.rs"]
 mod aws_support;
+mod hostile;
 #[cfg(any(feature = "fleet-redis", feature = "fleet-dynamodb"))]
 mod real;
 #[cfg(feature = "fleet-redis")]
 #[path = "../fleet_stores/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
-mod hostile;
 mod scenarios;
 
 use scenarios::{Harness, Mode, trip};
@@ -311,7 +311,10 @@ fn fleet_config_is_validated() {
         field(b().max_clock_skew(Duration::from_secs(61)).build()),
         "max_clock_skew"
     );
-    assert_eq!(b().build().unwrap().max_clock_skew(), Duration::from_secs(5));
+    assert_eq!(
+        b().build().unwrap().max_clock_skew(),
+        Duration::from_secs(5)
+    );
     assert!(b().max_clock_skew(Duration::ZERO).build().is_ok());
     assert!(b().build().is_ok());
 }
