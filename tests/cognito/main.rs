@@ -1171,6 +1171,64 @@ async fn failing_refreshes_trip_the_circuit_and_keys_expire_at_the_hard_max_age(
 }
 
 #[tokio::test(start_paused = true)]
+async fn hostile_durations_neither_panic_nor_open_a_hole() {
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    let verifier = cognito
+        .builder()
+        .refetch_cooldown(Duration::MAX)
+        .key_max_age(Duration::MAX)
+        .key_hard_max_age(Duration::MAX)
+        .build()
+        .unwrap();
+    verifier.verify(&id_token()).await.unwrap();
+    let stranger = sign(KEY_B, Some("b"), &id_claims());
+    for _ in 0..3 {
+        assert_eq!(
+            invalid(verifier.verify(&stranger).await),
+            InvalidToken::UnknownKeyId
+        );
+    }
+    tokio::time::advance(1000 * 24 * HOUR).await;
+    assert_eq!(
+        invalid(verifier.verify(&stranger).await),
+        InvalidToken::UnknownKeyId
+    );
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(
+        cognito.hits(),
+        2,
+        "one miss fetch, then the (endless) cooldown"
+    );
+    assert!(verifier.cached_keys_age().unwrap() >= 1000 * 24 * HOUR);
+
+    // The smallest ages allowed: one refresh per second of use, no more.
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    let second = Duration::from_secs(1);
+    let verifier = cognito
+        .builder()
+        .key_max_age(second)
+        .key_hard_max_age(second)
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        verifier.verify(&id_token()).await.unwrap();
+        tokio::time::advance(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cognito.hits(), 10, "10 s of use, one refresh a second");
+    // Equal ages: no grace once the refresh fails.
+    verifier.circuit().force_open();
+    tokio::time::advance(second).await;
+    assert!(
+        verifier
+            .verify(&id_token())
+            .await
+            .unwrap_err()
+            .circuit_open()
+            .is_some()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn concurrent_stale_refreshes_share_one_fetch() {
     let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
     let verifier = cognito.builder().build().unwrap();
