@@ -26,19 +26,35 @@
 //! * Keys are cached in the verifier, so across invocations when the verifier lives as long
 //!   as the process (built once in a Lambda function's `main`, or kept in a
 //!   `static`/`OnceLock`). Clones share the cache and the circuit.
-//! * A token whose `kid` is not cached triggers one fetch (concurrent misses share it). The
-//!   fetched set replaces the cache, so keys Cognito withdraws stop verifying.
+//! * A token whose `kid` is not cached triggers one fetch (concurrent misses share it:
+//!   one fetch is in flight at a time, and whoever waited takes its outcome). The fetched
+//!   set replaces the cache, so keys Cognito withdraws stop verifying.
+//! * **Key age:** cached keys are used without a fetch for
+//!   [`key_max_age`](CognitoVerifierBuilder::key_max_age) (1 h by default, the default
+//!   lifetime of a Cognito token). The first verification after that refreshes the set
+//!   through the circuit, so a withdrawn (say, leaked) key stops verifying within an hour
+//!   even when no unknown `kid` ever forces a fetch. If the refresh fails, the cached keys
+//!   keep verifying until [`key_hard_max_age`](CognitoVerifierBuilder::key_hard_max_age)
+//!   (24 h by default, the longest token lifetime Cognito allows), each verification
+//!   asking the circuit for a refresh (an open circuit answers at once, without I/O);
+//!   past it every token is [`Unavailable`](VerifyError::Unavailable). Ages count from
+//!   when the fetch was sent, on tokio's clock.
 //! * **Cooldown:** when a fresh key set does not hold the `kid` a token asked for, the
 //!   token is [`Invalid`](VerifyError::Invalid) ([`InvalidToken::UnknownKeyId`]) and no
 //!   unknown `kid` causes a fetch for
 //!   [`refetch_cooldown`](CognitoVerifierBuilder::refetch_cooldown) (10 s by default, as
-//!   `aws-jwt-verify`'s penalty box). A flood of made-up `kid`s costs Cognito at most one
-//!   fetch per cooldown, while a key rotated in after a fetch that found its key is picked
-//!   up at once. Failed fetches start no cooldown; the breaker limits those.
-//! * **Fail closed:** when the key cannot be fetched (circuit open, timeout, connection
-//!   error, 5xx, unusable key set) the token is rejected with
-//!   [`VerifyError::Unavailable`], never accepted. Tokens signed by a cached key keep
-//!   verifying while the circuit is open.
+//!   `aws-jwt-verify`'s penalty box; at least 1 s). A flood of made-up `kid`s costs
+//!   Cognito at most one fetch per cooldown, while a key rotated in after a fetch that
+//!   found its key is picked up at once. Failed fetches start no cooldown; the breaker
+//!   limits those. The cooldown holds only while the circuit is Closed: otherwise the
+//!   fetch is the circuit's to admit or reject, so while it is open an unknown `kid` is
+//!   [`Unavailable`](VerifyError::Unavailable), never `Invalid` (the verifier cannot
+//!   tell what the pool holds now), and a half-open circuit may admit it as its probe.
+//! * **Fail closed:** a token is accepted only with a key from a set younger than the max
+//!   age, or younger than the hard max age while the refresh fails. When the key cannot
+//!   be had (circuit open, timeout, connection error, 5xx, unusable key set, keys past
+//!   the hard max age) the token is rejected with [`VerifyError::Unavailable`], never
+//!   accepted.
 //! * **What the circuit counts:** JWKS fetches, and only them. Every failed fetch is a
 //!   failure, a 4xx included (a wrong pool id then trips the breaker instead of sending a
 //!   fetch per request). A bad token is never a failure: the seed counted every failed
@@ -197,7 +213,8 @@ pub enum VerifyError {
     Invalid(InvalidToken),
     /// The token was valid and has expired; the client should refresh it.
     Expired,
-    /// The token's signing key is not cached and could not be fetched: failing closed.
+    /// The token's signing key is not cached (or its set is past the hard max age) and
+    /// could not be fetched: failing closed.
     /// Retrying later may succeed.
     Unavailable(Unavailable),
 }
