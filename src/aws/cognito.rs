@@ -26,19 +26,35 @@
 //! * Keys are cached in the verifier, so across invocations when the verifier lives as long
 //!   as the process (built once in a Lambda function's `main`, or kept in a
 //!   `static`/`OnceLock`). Clones share the cache and the circuit.
-//! * A token whose `kid` is not cached triggers one fetch (concurrent misses share it). The
-//!   fetched set replaces the cache, so keys Cognito withdraws stop verifying.
+//! * A token whose `kid` is not cached triggers one fetch (concurrent misses share it:
+//!   one fetch is in flight at a time, and whoever waited takes its outcome). The fetched
+//!   set replaces the cache, so keys Cognito withdraws stop verifying.
+//! * **Key age:** cached keys are used without a fetch for
+//!   [`key_max_age`](CognitoVerifierBuilder::key_max_age) (1 h by default, the default
+//!   lifetime of a Cognito token). The first verification after that refreshes the set
+//!   through the circuit, so a withdrawn (say, leaked) key stops verifying within an hour
+//!   even when no unknown `kid` ever forces a fetch. If the refresh fails, the cached keys
+//!   keep verifying until [`key_hard_max_age`](CognitoVerifierBuilder::key_hard_max_age)
+//!   (24 h by default, the longest token lifetime Cognito allows), each verification
+//!   asking the circuit for a refresh (an open circuit answers at once, without I/O);
+//!   past it every token is [`Unavailable`](VerifyError::Unavailable). Ages count from
+//!   when the fetch was sent, on tokio's clock.
 //! * **Cooldown:** when a fresh key set does not hold the `kid` a token asked for, the
 //!   token is [`Invalid`](VerifyError::Invalid) ([`InvalidToken::UnknownKeyId`]) and no
 //!   unknown `kid` causes a fetch for
 //!   [`refetch_cooldown`](CognitoVerifierBuilder::refetch_cooldown) (10 s by default, as
-//!   `aws-jwt-verify`'s penalty box). A flood of made-up `kid`s costs Cognito at most one
-//!   fetch per cooldown, while a key rotated in after a fetch that found its key is picked
-//!   up at once. Failed fetches start no cooldown; the breaker limits those.
-//! * **Fail closed:** when the key cannot be fetched (circuit open, timeout, connection
-//!   error, 5xx, unusable key set) the token is rejected with
-//!   [`VerifyError::Unavailable`], never accepted. Tokens signed by a cached key keep
-//!   verifying while the circuit is open.
+//!   `aws-jwt-verify`'s penalty box; at least 1 s). A flood of made-up `kid`s costs
+//!   Cognito at most one fetch per cooldown, while a key rotated in after a fetch that
+//!   found its key is picked up at once. Failed fetches start no cooldown; the breaker
+//!   limits those. The cooldown holds only while the circuit is Closed: otherwise the
+//!   fetch is the circuit's to admit or reject, so while it is open an unknown `kid` is
+//!   [`Unavailable`](VerifyError::Unavailable), never `Invalid` (the verifier cannot
+//!   tell what the pool holds now), and a half-open circuit may admit it as its probe.
+//! * **Fail closed:** a token is accepted only with a key from a set younger than the max
+//!   age, or younger than the hard max age while the refresh fails. When the key cannot
+//!   be had (circuit open, timeout, connection error, 5xx, unusable key set, keys past
+//!   the hard max age) the token is rejected with [`VerifyError::Unavailable`], never
+//!   accepted.
 //! * **What the circuit counts:** JWKS fetches, and only them. Every failed fetch is a
 //!   failure, a 4xx included (a wrong pool id then trips the breaker instead of sending a
 //!   fetch per request). A bad token is never a failure: the seed counted every failed
@@ -76,7 +92,9 @@
 
 use crate::CircuitBreakerRegistry;
 use crate::error::CircuitOpen;
-use crate::{BoxError, Circuit, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+use crate::{
+    BoxError, Circuit, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState,
+};
 use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
@@ -106,6 +124,17 @@ pub const REGISTRY_OPERATION: &str = "verifyJWT";
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time after a successful fetch during which an unknown `kid` causes no refetch.
 pub const DEFAULT_REFETCH_COOLDOWN: Duration = Duration::from_secs(10);
+/// The shortest refetch cooldown the builder accepts: a flood of made-up `kid`s then costs
+/// Cognito at most one fetch a second.
+pub const MIN_REFETCH_COOLDOWN: Duration = Duration::from_secs(1);
+/// Default age at which cached keys are refreshed before use: 1 h, the default lifetime of
+/// a Cognito ID or access token. A key Cognito withdraws stops verifying within this long.
+pub const DEFAULT_KEY_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+/// Default age past which cached keys are not used at all, even when they cannot be
+/// refreshed: 24 h, the longest lifetime Cognito allows an ID or access token.
+pub const DEFAULT_KEY_HARD_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The shortest key max age the builder accepts (at most one refresh a second).
+pub const MIN_KEY_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Tokens longer than this are rejected before any decoding.
 const MAX_TOKEN_LEN: usize = 32 * 1024;
@@ -184,7 +213,8 @@ pub enum VerifyError {
     Invalid(InvalidToken),
     /// The token was valid and has expired; the client should refresh it.
     Expired,
-    /// The token's signing key is not cached and could not be fetched: failing closed.
+    /// The token's signing key is not cached (or its set is past the hard max age) and
+    /// could not be fetched: failing closed.
     /// Retrying later may succeed.
     Unavailable(Unavailable),
 }
@@ -316,7 +346,8 @@ pub struct CognitoConfigError {
 }
 
 impl CognitoConfigError {
-    /// The setting: `region`, `user_pool_id`, `client_id`, `jwks_url` or `fetch_timeout`.
+    /// The setting: `region`, `user_pool_id`, `client_id`, `jwks_url`, `fetch_timeout`,
+    /// `refetch_cooldown`, `key_max_age` or `key_hard_max_age`.
     pub fn field(&self) -> &'static str {
         self.field
     }
@@ -351,6 +382,8 @@ pub struct CognitoVerifierBuilder {
     circuit: Option<Circuit>,
     fetch_timeout: Duration,
     refetch_cooldown: Duration,
+    key_max_age: Duration,
+    key_hard_max_age: Duration,
     leeway: Duration,
     token_use: Option<TokenUse>,
     connector: Option<SharedHttpConnector>,
@@ -366,6 +399,8 @@ impl fmt::Debug for CognitoVerifierBuilder {
             .field("circuit", &self.circuit.as_ref().map(Circuit::name))
             .field("fetch_timeout", &self.fetch_timeout)
             .field("refetch_cooldown", &self.refetch_cooldown)
+            .field("key_max_age", &self.key_max_age)
+            .field("key_hard_max_age", &self.key_hard_max_age)
             .field("leeway", &self.leeway)
             .field("token_use", &self.token_use)
             .finish_non_exhaustive()
@@ -408,11 +443,38 @@ impl CognitoVerifierBuilder {
     }
 
     /// After a fetch that did not hold the `kid` a token asked for, unknown `kid`s cause no
-    /// new fetch for this long (default 10 s; zero refetches on every unknown `kid`). Keep
-    /// it short: meanwhile a token signed with a key Cognito has just published is
-    /// rejected too.
+    /// new fetch for this long (default 10 s, at least [`MIN_REFETCH_COOLDOWN`], 1 s:
+    /// [`build`](Self::build) refuses less, since zero meant a fetch per made-up `kid`).
+    /// Keep it short: meanwhile a token signed with a key Cognito has just published is
+    /// rejected too. While the circuit is not Closed the cooldown does not apply: the
+    /// fetch is left to the circuit, which rejects it while Open (the token is then
+    /// [`Unavailable`](VerifyError::Unavailable), never [`Invalid`](VerifyError::Invalid)).
     pub fn refetch_cooldown(mut self, cooldown: Duration) -> Self {
         self.refetch_cooldown = cooldown;
+        self
+    }
+
+    /// The age at which the cached key set is refreshed (default [`DEFAULT_KEY_MAX_AGE`],
+    /// 1 h; at least [`MIN_KEY_MAX_AGE`], 1 s). The first verification that finds the keys
+    /// this old fetches the set again through the circuit (concurrent ones wait for that
+    /// one fetch), so a key Cognito withdraws stops verifying within this long. The age
+    /// counts from when the fetch that brought the keys was sent.
+    ///
+    /// When the refresh fails (circuit open, timeout, error status, unusable body), the
+    /// cached keys keep verifying until [`key_hard_max_age`](Self::key_hard_max_age).
+    pub fn key_max_age(mut self, age: Duration) -> Self {
+        self.key_max_age = age;
+        self
+    }
+
+    /// The age past which cached keys are never used (default
+    /// [`DEFAULT_KEY_HARD_MAX_AGE`], 24 h; at least [`key_max_age`](Self::key_max_age)).
+    /// Between the two ages a key is used only while its refresh fails: this is how long
+    /// a JWKS outage can last before every token is rejected as
+    /// [`Unavailable`](VerifyError::Unavailable), and how long a withdrawn key can still
+    /// verify while Cognito cannot be reached.
+    pub fn key_hard_max_age(mut self, age: Duration) -> Self {
+        self.key_hard_max_age = age;
         self
     }
 
@@ -443,8 +505,9 @@ impl CognitoVerifierBuilder {
     /// # Errors
     ///
     /// A [`CognitoConfigError`] when the region, pool id or client id is empty or holds
-    /// characters no real one does, the JWKS URL is not an absolute `http`/`https` URL, or
-    /// the fetch timeout is zero.
+    /// characters no real one does, the JWKS URL is not an absolute `http`/`https` URL,
+    /// the fetch timeout is zero, the refetch cooldown or the key max age is under 1 s,
+    /// or the hard max age is below the max age.
     pub fn build(self) -> Result<CognitoVerifier, CognitoConfigError> {
         let bad = |field, rule| CognitoConfigError { field, rule };
         let token_chars = |s: &str, extra: &[char]| {
@@ -469,6 +532,15 @@ impl CognitoVerifierBuilder {
         }
         if self.fetch_timeout.is_zero() {
             return Err(bad("fetch_timeout", "must be greater than zero"));
+        }
+        if self.refetch_cooldown < MIN_REFETCH_COOLDOWN {
+            return Err(bad("refetch_cooldown", "must be at least 1 s"));
+        }
+        if self.key_max_age < MIN_KEY_MAX_AGE {
+            return Err(bad("key_max_age", "must be at least 1 s"));
+        }
+        if self.key_hard_max_age < self.key_max_age {
+            return Err(bad("key_hard_max_age", "must be at least `key_max_age`"));
         }
         let issuer = format!(
             "https://cognito-idp.{}.amazonaws.com/{}",
@@ -515,6 +587,8 @@ impl CognitoVerifierBuilder {
                 validation,
                 token_use: self.token_use,
                 refetch_cooldown: self.refetch_cooldown,
+                key_max_age: self.key_max_age,
+                key_hard_max_age: self.key_hard_max_age,
                 circuit,
                 fetcher,
                 cache: RwLock::new(Cache::default()),
@@ -555,6 +629,8 @@ struct Inner {
     validation: Validation,
     token_use: Option<TokenUse>,
     refetch_cooldown: Duration,
+    key_max_age: Duration,
+    key_hard_max_age: Duration,
     circuit: Circuit,
     fetcher: Fetcher,
     cache: RwLock<Cache>,
@@ -565,6 +641,8 @@ struct Inner {
 #[derive(Default)]
 struct Cache {
     keys: Keys,
+    /// When the fetch that brought `keys` was sent; `None` before the first success.
+    fetched_at: Option<Instant>,
     /// Until then, unknown `kid`s cause no fetch: the last fetch missed the `kid` asked for.
     cooldown_until: Option<Instant>,
     /// Completed fetch attempts (rejections included), to recognise one made while
@@ -572,6 +650,27 @@ struct Cache {
     attempts: u64,
     /// The outcome of the last attempt when it failed.
     last_error: Option<Unavailable>,
+}
+
+impl Cache {
+    /// How old the keys are at `now`; `None` before the first successful fetch.
+    fn age(&self, now: Instant) -> Option<Duration> {
+        self.fetched_at.map(|at| now.saturating_duration_since(at))
+    }
+
+    /// Whether the keys are younger than `max_age`.
+    fn is_fresh(&self, now: Instant, max_age: Duration) -> bool {
+        self.age(now).is_some_and(|age| age < max_age)
+    }
+
+    /// The key for `kid` if cached and younger than `max_age` (the max age: no fetch
+    /// needed; the hard max age: usable when the fetch failed).
+    fn usable_key(&self, kid: &str, now: Instant, max_age: Duration) -> Option<Arc<DecodingKey>> {
+        if !self.is_fresh(now, max_age) {
+            return None;
+        }
+        self.keys.get(kid).cloned()
+    }
 }
 
 impl fmt::Debug for CognitoVerifier {
@@ -602,6 +701,8 @@ impl CognitoVerifier {
             circuit: None,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             refetch_cooldown: DEFAULT_REFETCH_COOLDOWN,
+            key_max_age: DEFAULT_KEY_MAX_AGE,
+            key_hard_max_age: DEFAULT_KEY_HARD_MAX_AGE,
             leeway: Duration::ZERO,
             token_use: None,
             connector: None,
@@ -623,27 +724,46 @@ impl CognitoVerifier {
         &self.inner.jwks_url
     }
 
-    /// How many signing keys are cached.
+    /// How many signing keys are cached (whatever their age).
     pub fn cached_key_count(&self) -> usize {
         self.inner.read_cache().keys.len()
     }
 
-    /// Fetches the key set now unless keys are cached already: call it at cold start
-    /// (outside the request path) so the first request does not wait for the fetch.
+    /// How old the cached key set is: the time since the fetch that brought it was sent,
+    /// or `None` when no fetch has succeeded yet. Past
+    /// [`key_max_age`](CognitoVerifierBuilder::key_max_age) the next verification
+    /// refreshes it; past [`key_hard_max_age`](CognitoVerifierBuilder::key_hard_max_age)
+    /// it is not used.
+    pub fn cached_keys_age(&self) -> Option<Duration> {
+        let fetched_at = self.inner.read_cache().fetched_at?;
+        Some(Instant::now().saturating_duration_since(fetched_at))
+    }
+
+    /// Fetches the key set now unless keys younger than
+    /// [`key_max_age`](CognitoVerifierBuilder::key_max_age) are cached already: call it
+    /// at cold start (outside the request path) so the first request does not wait for
+    /// the fetch.
     ///
     /// # Errors
     ///
-    /// Why the keys could not be fetched; the verifier stays usable and will fetch on
-    /// demand.
+    /// Why the keys could not be fetched; the verifier stays usable (with the keys it
+    /// had) and will fetch on demand.
     pub async fn prefetch(&self) -> Result<(), Unavailable> {
-        if self.cached_key_count() > 0 {
+        let inner = &*self.inner;
+        if inner
+            .read_cache()
+            .is_fresh(Instant::now(), inner.key_max_age)
+        {
             return Ok(());
         }
-        let _fetching = self.inner.refresh.lock().await;
-        if self.cached_key_count() > 0 {
+        let _fetching = inner.refresh.lock().await;
+        if inner
+            .read_cache()
+            .is_fresh(Instant::now(), inner.key_max_age)
+        {
             return Ok(());
         }
-        self.inner.fetch_and_store().await
+        inner.fetch_and_store().await
     }
 
     /// Verifies `token` (an ID or access token, without a `Bearer ` prefix) and returns
@@ -678,31 +798,42 @@ impl Inner {
         self.cache.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The key for `kid`: cached, or fetched (subject to the cooldown and the breaker).
+    /// The key for `kid`: cached and younger than the max age, or fetched (subject to
+    /// the cooldown and the breaker), or, when that fetch fails, cached and younger than
+    /// the hard max age. Nothing else: authentication fails closed.
     async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, VerifyError> {
         let seen = {
             let cache = self.read_cache();
-            if let Some(key) = cache.keys.get(kid) {
-                return Ok(key.clone());
+            if let Some(key) = cache.usable_key(kid, Instant::now(), self.key_max_age) {
+                return Ok(key);
             }
             cache.attempts
         };
+        // One fetch at a time: whoever waits here shares the outcome of the fetch ahead.
         let _fetching = self.refresh.lock().await;
         {
             let cache = self.read_cache();
-            if let Some(key) = cache.keys.get(kid) {
-                return Ok(key.clone());
+            let now = Instant::now();
+            if let Some(key) = cache.usable_key(kid, now, self.key_max_age) {
+                return Ok(key);
             }
             if cache.attempts != seen {
-                // Another task fetched while this one waited: share its outcome.
-                return Err(match &cache.last_error {
-                    Some(e) => VerifyError::Unavailable(e.clone()),
-                    None => VerifyError::Invalid(InvalidToken::UnknownKeyId),
-                });
+                // Another task fetched while this one waited: its outcome answers this one.
+                return match &cache.last_error {
+                    None => match cache.usable_key(kid, now, self.key_hard_max_age) {
+                        Some(key) => Ok(key),
+                        None => Err(VerifyError::Invalid(InvalidToken::UnknownKeyId)),
+                    },
+                    Some(e) => self.stale_or(&cache, kid, now, e.clone()),
+                };
             }
-            if cache
-                .cooldown_until
-                .is_some_and(|until| Instant::now() < until)
+            // The cooldown spares Cognito a fetch per made-up `kid`, but only when the
+            // keys are fresh (a stale set is refreshed anyway) and the circuit is Closed:
+            // otherwise the circuit decides, and an Open one makes the answer
+            // `Unavailable`, since the verifier cannot tell what the pool holds now.
+            if cache.is_fresh(now, self.key_max_age)
+                && cache.cooldown_until.is_some_and(|until| now < until)
+                && self.circuit.state() == CircuitState::Closed
             {
                 tracing::debug!(
                     circuit = %self.circuit.name(),
@@ -711,23 +842,47 @@ impl Inner {
                 return Err(VerifyError::Invalid(InvalidToken::UnknownKeyId));
             }
         }
-        self.fetch_and_store()
-            .await
-            .map_err(VerifyError::Unavailable)?;
+        let outcome = self.fetch_and_store().await;
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        match cache.keys.get(kid) {
-            Some(key) => Ok(key.clone()),
-            None => {
-                // A fresh set without it: made up, or from another pool. Fetch no more
-                // for a while.
-                cache.cooldown_until = Some(Instant::now() + self.refetch_cooldown);
-                Err(VerifyError::Invalid(InvalidToken::UnknownKeyId))
+        let now = Instant::now();
+        match outcome {
+            Ok(()) => match cache.keys.get(kid) {
+                Some(key) => Ok(key.clone()),
+                None => {
+                    // A fresh set without it: made up, withdrawn, or from another pool.
+                    // Fetch no more for a while.
+                    cache.cooldown_until = Some(later(now, self.refetch_cooldown));
+                    Err(VerifyError::Invalid(InvalidToken::UnknownKeyId))
+                }
+            },
+            Err(e) => self.stale_or(&cache, kid, now, e),
+        }
+    }
+
+    /// After a failed fetch: the cached key while younger than the hard max age, else
+    /// `Unavailable` with the fetch's error.
+    fn stale_or(
+        &self,
+        cache: &Cache,
+        kid: &str,
+        now: Instant,
+        error: Unavailable,
+    ) -> Result<Arc<DecodingKey>, VerifyError> {
+        match cache.usable_key(kid, now, self.key_hard_max_age) {
+            Some(key) => {
+                tracing::debug!(
+                    circuit = %self.circuit.name(),
+                    "key refresh failed; using the cached key until its hard max age"
+                );
+                Ok(key)
             }
+            None => Err(VerifyError::Unavailable(error)),
         }
     }
 
     /// One fetch through the breaker; the cache takes the outcome. Call with `refresh` held.
     async fn fetch_and_store(&self) -> Result<(), Unavailable> {
+        let sent = Instant::now();
         let outcome = self.fetch().await;
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         cache.attempts += 1;
@@ -735,6 +890,7 @@ impl Inner {
             Ok(keys) => {
                 tracing::debug!(circuit = %self.circuit.name(), keys = keys.len(), "JWKS fetched");
                 cache.keys = keys;
+                cache.fetched_at = Some(sent);
                 cache.cooldown_until = None;
                 cache.last_error = None;
                 Ok(())
@@ -837,6 +993,15 @@ impl Inner {
             claims,
         })
     }
+}
+
+/// `now + span`, or about 30 years from now when that overflows (a cooldown of
+/// `Duration::MAX` then means "for the life of the process", not a panic).
+fn later(now: Instant, span: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    now.checked_add(span)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
 }
 
 /// A jsonwebtoken error as a verdict; its text (which may quote the token) is dropped.
@@ -1039,6 +1204,58 @@ mod tests {
         assert_eq!(
             field(CognitoVerifier::builder("r", "a_b", "c").fetch_timeout(Duration::ZERO)),
             "fetch_timeout"
+        );
+    }
+
+    #[test]
+    fn builder_checks_key_ages_and_cooldown() {
+        let b = || CognitoVerifier::builder("eu-west-1", "eu-west-1_AbC123", "client1");
+        let field = |b: CognitoVerifierBuilder| b.build().unwrap_err().field();
+        let ms = Duration::from_millis;
+        // Defaults: 10 s cooldown, 1 h soft age, 24 h hard age.
+        let d = format!("{:?}", b());
+        assert!(d.contains("refetch_cooldown: 10s"), "{d}");
+        assert!(d.contains("key_max_age: 3600s"), "{d}");
+        assert!(d.contains("key_hard_max_age: 86400s"), "{d}");
+        assert!(b().build().is_ok());
+
+        assert_eq!(
+            field(b().refetch_cooldown(Duration::ZERO)),
+            "refetch_cooldown"
+        );
+        assert_eq!(field(b().refetch_cooldown(ms(999))), "refetch_cooldown");
+        assert!(b().refetch_cooldown(ms(1000)).build().is_ok());
+
+        assert_eq!(field(b().key_max_age(Duration::ZERO)), "key_max_age");
+        assert_eq!(field(b().key_max_age(ms(999))), "key_max_age");
+        // Hard below soft, explicitly or by raising soft past the default hard age.
+        assert_eq!(
+            field(b().key_max_age(ms(2000)).key_hard_max_age(ms(1999))),
+            "key_hard_max_age"
+        );
+        assert_eq!(
+            field(b().key_max_age(DEFAULT_KEY_HARD_MAX_AGE * 2)),
+            "key_hard_max_age"
+        );
+        let e = b().key_hard_max_age(Duration::ZERO).build().unwrap_err();
+        assert_eq!(e.field(), "key_hard_max_age");
+        assert_eq!(
+            e.to_string(),
+            "invalid Cognito verifier setting: `key_hard_max_age` must be at least `key_max_age`"
+        );
+        // Equal ages are allowed (no grace while the refresh fails); huge ones too.
+        assert!(
+            b().key_max_age(ms(1000))
+                .key_hard_max_age(ms(1000))
+                .build()
+                .is_ok()
+        );
+        assert!(
+            b().key_max_age(Duration::MAX)
+                .key_hard_max_age(Duration::MAX)
+                .refetch_cooldown(Duration::MAX)
+                .build()
+                .is_ok()
         );
     }
 

@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
@@ -183,7 +186,7 @@ fn access_token() -> String {
 
 // ===== a JWKS server we control =====
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Mode {
     /// 200 with this body.
     Serve(String),
@@ -559,13 +562,13 @@ async fn errors_never_quote_the_token() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unknown_kid_refetches_once_then_is_invalid() {
-    let server = JwksServer::serving_key_a().await;
-    let verifier = builder(&server.url())
-        .refetch_cooldown(Duration::ZERO)
-        .build()
-        .unwrap();
+    // In-process endpoint under paused time: the cooldown (its 1 s minimum) is waited
+    // out with `advance`.
+    let server = JwksDouble::serving(&[(KEY_A, "a")]);
+    let cooldown = Duration::from_secs(1);
+    let verifier = server.builder().refetch_cooldown(cooldown).build().unwrap();
     verifier.verify(&id_token()).await.unwrap();
     assert_eq!(server.hits(), 1);
 
@@ -577,9 +580,10 @@ async fn unknown_kid_refetches_once_then_is_invalid() {
     );
     assert_eq!(server.hits(), 2);
 
-    // Key rotation: Cognito publishes key b next to a; a token signed by b triggers a
-    // refetch that finds it.
+    // Key rotation: Cognito publishes key b next to a; once the cooldown is over a token
+    // signed by b triggers a refetch that finds it.
     server.set(Mode::Serve(jwks(&[(KEY_A, "a"), (KEY_B, "b")])));
+    tokio::time::advance(cooldown).await;
     let rotated = verifier.verify(&stranger).await.unwrap();
     assert_eq!(rotated.sub, "7f1c-user-1");
     assert_eq!(server.hits(), 3);
@@ -594,6 +598,7 @@ async fn unknown_kid_refetches_once_then_is_invalid() {
     );
     assert_eq!(server.hits(), 4);
     assert_eq!(verifier.cached_key_count(), 1);
+    tokio::time::advance(cooldown).await;
     assert_eq!(
         invalid(verifier.verify(&id_token()).await),
         InvalidToken::UnknownKeyId
@@ -867,6 +872,405 @@ async fn registry_circuit_is_the_seeds_cognito_verify_jwt() {
         .unwrap_err();
     assert!(err.circuit_open().is_some(), "{err:?}");
     assert_eq!(server.hits(), 1);
+}
+
+// ===== key age, cooldown floor, open circuit (issue 11, 5a) =====
+//
+// These run under paused tokio time, so the JWKS "server" is the same switchable mode and
+// hit counter served in-process through the verifier's `http_connector` hook: a real
+// socket under a paused clock lets tokio jump the fetch timeout while a response is in
+// flight.
+
+/// The JWKS server's modes and hit counter, answered in-process (no socket).
+#[derive(Clone, Debug)]
+struct JwksDouble {
+    hits: Arc<AtomicUsize>,
+    mode: Arc<Mutex<Mode>>,
+    /// How long each answer takes (tokio time).
+    delay: Arc<Mutex<Duration>>,
+}
+
+impl JwksDouble {
+    fn new(mode: Mode) -> Self {
+        JwksDouble {
+            hits: Arc::new(AtomicUsize::new(0)),
+            mode: Arc::new(Mutex::new(mode)),
+            delay: Arc::new(Mutex::new(Duration::ZERO)),
+        }
+    }
+
+    fn serving(keys: &[(&str, &str)]) -> Self {
+        Self::new(Mode::Serve(jwks(keys)))
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    /// A verifier for the test pool fetching from this double.
+    fn builder(&self) -> CognitoVerifierBuilder {
+        builder(&format!("http://jwks.test/{POOL}/.well-known/jwks.json"))
+            .http_connector(self.clone())
+    }
+}
+
+impl HttpConnector for JwksDouble {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        let hits = self.hits.clone();
+        let mode = self.mode.lock().unwrap().clone();
+        let delay = *self.delay.lock().unwrap();
+        HttpConnectorFuture::new(async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let (status, body) = match mode {
+                Mode::Serve(body) => (200, body),
+                Mode::Status(code) => (code, String::new()),
+                Mode::Hang => std::future::pending().await,
+            };
+            Ok(HttpResponse::new(
+                status.try_into().unwrap(),
+                SdkBody::from(body),
+            ))
+        })
+    }
+}
+
+/// The default soft maximum key age (written out: the test also runs on c3fdb08, which
+/// has no such setting).
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test(start_paused = true)]
+async fn withdrawn_key_stops_verifying_after_the_max_age() {
+    let cognito = JwksDouble::serving(&[(KEY_A, "a"), (KEY_B, "b")]);
+    let verifier = cognito.builder().build().unwrap();
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(cognito.hits(), 1);
+
+    // Key a is withdrawn (say it leaked). Within the max age the cache still trusts it.
+    cognito.set(Mode::Serve(jwks(&[(KEY_B, "b")])));
+    tokio::time::advance(HOUR - Duration::from_secs(1)).await;
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(cognito.hits(), 1, "no fetch within the max age");
+
+    // Past it: 1 000 distinct tokens under the withdrawn kid.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let mut accepted = 0;
+    let mut unknown = 0;
+    for i in 0..1000 {
+        let token = sign(
+            KEY_A,
+            Some("a"),
+            &with(id_claims(), "sub", json!(format!("u{i}"))),
+        );
+        match verifier.verify(&token).await {
+            Ok(_) => accepted += 1,
+            Err(VerifyError::Invalid(InvalidToken::UnknownKeyId)) => unknown += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        accepted, 0,
+        "{accepted} of 1000 tokens with a withdrawn kid accepted"
+    );
+    assert_eq!(unknown, 1000);
+    assert_eq!(cognito.hits(), 2, "one refetch; then the cooldown holds");
+    // The key still published verifies from the refreshed cache.
+    verifier
+        .verify(&sign(KEY_B, Some("b"), &id_claims()))
+        .await
+        .unwrap();
+    assert_eq!(cognito.hits(), 2);
+    assert_eq!(verifier.cached_key_count(), 1);
+    assert_eq!(verifier.circuit().stats().failure_count, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refetch_cooldown_below_one_second_is_refused_and_bounds_a_fetch_storm() {
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    // The smallest cooldown the builder accepts.
+    let verifier = match cognito.builder().refetch_cooldown(Duration::ZERO).build() {
+        Ok(v) => v,
+        Err(e) => {
+            assert_eq!(e.field(), "refetch_cooldown");
+            let e = cognito
+                .builder()
+                .refetch_cooldown(Duration::from_millis(999))
+                .build()
+                .unwrap_err();
+            assert_eq!(e.field(), "refetch_cooldown");
+            assert!(e.to_string().contains("refetch_cooldown"), "{e}");
+            cognito
+                .builder()
+                .refetch_cooldown(Duration::from_secs(1))
+                .build()
+                .unwrap()
+        }
+    };
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(cognito.hits(), 1);
+
+    // 300 garbage tokens (well formed, made-up kids), 10 ms apart: 2.99 s.
+    for i in 0..300 {
+        let token = sign(KEY_B, Some(&format!("garbage-{i}")), &id_claims());
+        assert_eq!(
+            invalid(verifier.verify(&token).await),
+            InvalidToken::UnknownKeyId
+        );
+        tokio::time::advance(Duration::from_millis(10)).await;
+    }
+    let fetches = cognito.hits() - 1;
+    assert!(
+        fetches <= 3,
+        "{fetches} fetches for 300 garbage tokens in 3 s (one per cooldown expected)"
+    );
+    assert_eq!(fetches, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_kid_during_the_cooldown_is_unavailable_while_the_circuit_is_open() {
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    let verifier = cognito.builder().build().unwrap();
+    verifier.verify(&id_token()).await.unwrap();
+    // An unknown kid: one fetch misses it, which starts the cooldown (10 s).
+    let stranger = sign(KEY_B, Some("b"), &id_claims());
+    assert_eq!(
+        invalid(verifier.verify(&stranger).await),
+        InvalidToken::UnknownKeyId
+    );
+    assert_eq!(cognito.hits(), 2);
+
+    // Within the cooldown, the circuit is opened (by an operator, or a registry peer).
+    verifier.circuit().force_open();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for kid in ["b", "c", "d"] {
+        let token = sign(KEY_B, Some(kid), &id_claims());
+        let err = verifier.verify(&token).await.unwrap_err();
+        assert!(
+            matches!(err, VerifyError::Unavailable(Unavailable::CircuitOpen(_))),
+            "kid {kid} while open within the cooldown: {err:?}"
+        );
+    }
+    // Cached keys still verify; nothing reached the endpoint.
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(cognito.hits(), 2);
+
+    // Closed again (still within the cooldown): unknown kids are invalid without a fetch.
+    verifier.circuit().reset();
+    assert_eq!(
+        invalid(verifier.verify(&stranger).await),
+        InvalidToken::UnknownKeyId
+    );
+    assert_eq!(cognito.hits(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cached_keys_serve_while_open_up_to_the_hard_max_age() {
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    let verifier = cognito.builder().build().unwrap();
+    verifier.verify(&id_token()).await.unwrap();
+    verifier.circuit().force_open();
+
+    // Open, keys past the soft age and short of the hard one (24 h): still served.
+    tokio::time::advance(HOUR + Duration::from_secs(1)).await;
+    verifier.verify(&id_token()).await.unwrap();
+    tokio::time::advance(22 * HOUR).await;
+    verifier.verify(&access_token()).await.unwrap();
+    tokio::time::advance(HOUR - Duration::from_secs(2)).await;
+    verifier.verify(&id_token()).await.unwrap();
+
+    // At the hard age: fail closed.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let err = verifier.verify(&id_token()).await.unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Unavailable(Unavailable::CircuitOpen(_))),
+        "a key 24 h old while the circuit is open: {err:?}"
+    );
+    let err = verifier.verify(&access_token()).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert_eq!(cognito.hits(), 1, "nothing reached the endpoint while open");
+
+    // Closed again: one fetch, and the keys are fresh.
+    verifier.circuit().reset();
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(cognito.hits(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_refreshes_trip_the_circuit_and_keys_expire_at_the_hard_max_age() {
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    let verifier = cognito
+        .builder()
+        .refetch_cooldown(2 * HOUR)
+        .build()
+        .unwrap();
+    let circuit = verifier.circuit().clone();
+    verifier.verify(&id_token()).await.unwrap();
+    // An unknown kid starts a 2 h cooldown.
+    let stranger = sign(KEY_B, Some("b"), &id_claims());
+    assert_eq!(
+        invalid(verifier.verify(&stranger).await),
+        InvalidToken::UnknownKeyId
+    );
+    assert_eq!(cognito.hits(), 2);
+
+    // Cognito fails; past the soft age each verification tries a refresh, the cached key
+    // is served meanwhile, and the preset opens after 5 failures in its window.
+    cognito.set(Mode::Status(500));
+    tokio::time::advance(HOUR + Duration::from_secs(1)).await;
+    for n in 1..=5 {
+        verifier.verify(&id_token()).await.unwrap();
+        assert_eq!(cognito.hits(), 2 + n);
+    }
+    assert_eq!(circuit.state(), CircuitState::Open);
+    // Still within the cooldown, but open: an unknown kid is unavailable, not invalid.
+    let err = verifier.verify(&stranger).await.unwrap_err();
+    assert!(err.circuit_open().is_some(), "{err:?}");
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(cognito.hits(), 7);
+
+    // Every break ends with one probe, which fails; the cache keeps serving until 24 h.
+    let mut age = HOUR + Duration::from_secs(1);
+    while age + HOUR < 24 * HOUR {
+        tokio::time::advance(HOUR).await;
+        age += HOUR;
+        verifier.verify(&id_token()).await.unwrap();
+    }
+    let probes = cognito.hits() - 7;
+    assert_eq!(probes, 22, "one failed probe per hour of outage");
+    tokio::time::advance(24 * HOUR - age).await;
+    let err = verifier.verify(&id_token()).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        matches!(err, VerifyError::Unavailable(Unavailable::Status(500))),
+        "{err:?}"
+    );
+    assert!(
+        verifier
+            .verify(&id_token())
+            .await
+            .unwrap_err()
+            .circuit_open()
+            .is_some()
+    );
+
+    // Cognito is back: the next probe refreshes the keys.
+    cognito.set(Mode::Serve(jwks(&[(KEY_A, "a")])));
+    tokio::time::advance(Duration::from_secs(30)).await;
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(circuit.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hostile_durations_neither_panic_nor_open_a_hole() {
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    let verifier = cognito
+        .builder()
+        .refetch_cooldown(Duration::MAX)
+        .key_max_age(Duration::MAX)
+        .key_hard_max_age(Duration::MAX)
+        .build()
+        .unwrap();
+    verifier.verify(&id_token()).await.unwrap();
+    let stranger = sign(KEY_B, Some("b"), &id_claims());
+    for _ in 0..3 {
+        assert_eq!(
+            invalid(verifier.verify(&stranger).await),
+            InvalidToken::UnknownKeyId
+        );
+    }
+    tokio::time::advance(1000 * 24 * HOUR).await;
+    assert_eq!(
+        invalid(verifier.verify(&stranger).await),
+        InvalidToken::UnknownKeyId
+    );
+    verifier.verify(&id_token()).await.unwrap();
+    assert_eq!(
+        cognito.hits(),
+        2,
+        "one miss fetch, then the (endless) cooldown"
+    );
+    assert!(verifier.cached_keys_age().unwrap() >= 1000 * 24 * HOUR);
+
+    // The smallest ages allowed: one refresh per second of use, no more.
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    let second = Duration::from_secs(1);
+    let verifier = cognito
+        .builder()
+        .key_max_age(second)
+        .key_hard_max_age(second)
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        verifier.verify(&id_token()).await.unwrap();
+        tokio::time::advance(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cognito.hits(), 10, "10 s of use, one refresh a second");
+    // Equal ages: no grace once the refresh fails.
+    verifier.circuit().force_open();
+    tokio::time::advance(second).await;
+    assert!(
+        verifier
+            .verify(&id_token())
+            .await
+            .unwrap_err()
+            .circuit_open()
+            .is_some()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_stale_refreshes_share_one_fetch() {
+    let cognito = JwksDouble::serving(&[(KEY_A, "a")]);
+    let verifier = cognito.builder().build().unwrap();
+    verifier.verify(&id_token()).await.unwrap();
+    cognito.set_delay(Duration::from_millis(300));
+
+    let burst = |verifier: &CognitoVerifier| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..32 {
+            let v = verifier.clone();
+            let token = if i % 2 == 0 {
+                id_token()
+            } else {
+                access_token()
+            };
+            tasks.spawn(async move { v.verify(&token).await.map(|c| c.sub) });
+        }
+        tasks
+    };
+
+    // Stale keys, a slow endpoint: 32 verifications, one refresh.
+    tokio::time::advance(HOUR + Duration::from_secs(1)).await;
+    let mut tasks = burst(&verifier);
+    while let Some(result) = tasks.join_next().await {
+        assert_eq!(result.unwrap().unwrap(), "7f1c-user-1");
+    }
+    assert_eq!(cognito.hits(), 2, "one fetch for 32 stale verifications");
+
+    // Stale again and the refresh fails: still one fetch, its failure shared, the
+    // cached key served to all 32.
+    cognito.set(Mode::Status(503));
+    tokio::time::advance(HOUR + Duration::from_secs(1)).await;
+    let mut tasks = burst(&verifier);
+    while let Some(result) = tasks.join_next().await {
+        assert_eq!(result.unwrap().unwrap(), "7f1c-user-1");
+    }
+    assert_eq!(
+        cognito.hits(),
+        3,
+        "one failed fetch for 32 stale verifications"
+    );
+    assert_eq!(verifier.circuit().stats().failure_count, 1);
 }
 
 // ===== moto =====
