@@ -414,7 +414,10 @@ mod tests {
             Some("com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException")
         );
         // Cut inside the code's own string: nothing complete.
-        assert_eq!(prefix_code(r#"{"__type":"com.amazonaws.dynamodb.v2012"#), None);
+        assert_eq!(
+            prefix_code(r#"{"__type":"com.amazonaws.dynamodb.v2012"#),
+            None
+        );
         // Cut inside a nested value after the code.
         assert_eq!(
             prefix_code(r#" {"code":"SlowDown","detail":{"a":[1,2,{"b":"#).as_deref(),
@@ -441,11 +444,26 @@ mod tests {
     fn classify_on_a_prefix() {
         let none = Headers::new();
         let throttled = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"aaaa"#;
-        assert_eq!(classify_error_prefix(400, &none, throttled, true), Verdict::Failure);
-        assert_eq!(classify_error_prefix(400, &none, throttled, false), Verdict::Success);
-        assert_eq!(classify_attempt(400, &none, Some(throttled), true), Verdict::Success);
-        assert_eq!(classify_error_prefix(500, &none, b"garbage", false), Verdict::Failure);
-        assert_eq!(classify_error_prefix(400, &none, b"garbage", true), Verdict::Success);
+        assert_eq!(
+            classify_error_prefix(400, &none, throttled, true),
+            Verdict::Failure
+        );
+        assert_eq!(
+            classify_error_prefix(400, &none, throttled, false),
+            Verdict::Success
+        );
+        assert_eq!(
+            classify_attempt(400, &none, Some(throttled), true),
+            Verdict::Success
+        );
+        assert_eq!(
+            classify_error_prefix(500, &none, b"garbage", false),
+            Verdict::Failure
+        );
+        assert_eq!(
+            classify_error_prefix(400, &none, b"garbage", true),
+            Verdict::Success
+        );
         assert_eq!(
             classify_error_prefix(503, &none, b"<Error><Code>SlowDown</Code><Message>m", false),
             Verdict::Success

@@ -333,7 +333,10 @@ impl HttpConnector for BreakerConnector {
                 Ok(read) => read,
                 Err(error) => {
                     permit.complete(Verdict::Failure);
-                    return Err(ConnectorError::other(error, Some(ErrorKind::TransientError)));
+                    return Err(ConnectorError::other(
+                        error,
+                        Some(ErrorKind::TransientError),
+                    ));
                 }
             };
             match read {
