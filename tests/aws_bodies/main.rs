@@ -384,6 +384,7 @@ fn a_500_with_a_large_body_is_judged_on_its_prefix_and_streams_on() {
 
         let peak = Peak::start();
         let mut response: HttpResponse = connector.call(request).await.expect("a response");
+        peak.check(&format!("500 with a {} MiB body, the adapter call", SIZE / MIB));
         // The verdict is in as soon as the prefix is.
         let stats = untagged(&registry);
         assert_eq!((stats.failure_count, stats.total_requests), (1, 1));
@@ -391,7 +392,7 @@ fn a_500_with_a_large_body_is_judged_on_its_prefix_and_streams_on() {
         assert!(response.body().bytes().is_none(), "the body still streams");
         // The SDK would get all of it: the prefix, then the rest of the stream.
         let (n, first, last, error) = drain(response.body_mut(), usize::MAX, 200).await;
-        peak.check("500 with a 128 MiB body");
+        peak.check(&format!("500 with a {} MiB body, read to its end", SIZE / MIB));
         assert_eq!(error, None);
         assert_eq!(n, SERVER_ERROR_HEAD.len() + SIZE + TAIL.len());
         assert!(first.starts_with(SERVER_ERROR_HEAD.as_bytes()));
