@@ -384,7 +384,10 @@ fn a_500_with_a_large_body_is_judged_on_its_prefix_and_streams_on() {
 
         let peak = Peak::start();
         let mut response: HttpResponse = connector.call(request).await.expect("a response");
-        peak.check(&format!("500 with a {} MiB body, the adapter call", SIZE / MIB));
+        peak.check(&format!(
+            "500 with a {} MiB body, the adapter call",
+            SIZE / MIB
+        ));
         // The verdict is in as soon as the prefix is.
         let stats = untagged(&registry);
         assert_eq!((stats.failure_count, stats.total_requests), (1, 1));
@@ -392,7 +395,10 @@ fn a_500_with_a_large_body_is_judged_on_its_prefix_and_streams_on() {
         assert!(response.body().bytes().is_none(), "the body still streams");
         // The SDK would get all of it: the prefix, then the rest of the stream.
         let (n, first, last, error) = drain(response.body_mut(), usize::MAX, 200).await;
-        peak.check(&format!("500 with a {} MiB body, read to its end", SIZE / MIB));
+        peak.check(&format!(
+            "500 with a {} MiB body, read to its end",
+            SIZE / MIB
+        ));
         assert_eq!(error, None);
         assert_eq!(n, SERVER_ERROR_HEAD.len() + SIZE + TAIL.len());
         assert!(first.starts_with(SERVER_ERROR_HEAD.as_bytes()));
@@ -636,4 +642,72 @@ fn the_sdk_still_gets_the_error_of_an_over_long_body() {
         // Three attempts (the SDK retries throttling), each judged on its prefix.
         assert_eq!((stats.failure_count, stats.success_count), (3, 0));
     });
+}
+
+// ===== bodies from a test double =====
+
+/// A streamed body of the given frames.
+struct Frames(std::collections::VecDeque<Bytes>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// What the SDK receives for `body` (status 400) from a double, and the verdict.
+async fn through_double(body: impl Fn() -> SdkBody + Send + Sync + 'static) -> (Vec<u8>, bool) {
+    let inner = aws_smithy_http_client::test_util::infallible_client_fn(move |_| {
+        http::Response::builder().status(400).body(body()).unwrap()
+    });
+    let registry = CircuitBreakerRegistry::new();
+    let client =
+        BreakerHttpClient::with_inner(inner, registry.clone(), CircuitBreakerConfig::dynamodb())
+            .error_body_prefix(1024)
+            .unwrap();
+    let mut response = connector(&client)
+        .call(HttpRequest::get("https://dynamodb.eu-west-1.amazonaws.com/").unwrap())
+        .await
+        .expect("a response");
+    let failed = untagged(&registry).failure_count == 1;
+    let bytes = response.take_body().collect().await.unwrap().to_bytes();
+    (bytes.to_vec(), failed)
+}
+
+#[test]
+fn prefix_boundaries_keep_every_byte_in_order() {
+    let _serial = serial();
+    runtime().block_on(prefix_boundaries());
+}
+
+async fn prefix_boundaries() {
+    let code = r#"{"__type":"x#ThrottlingException","message":""#;
+    for total in [1023, 1024, 1025, 5000] {
+        let body: Vec<u8> = code
+            .bytes()
+            .chain(std::iter::repeat_n(b'm', total - code.len() - 2))
+            .chain(*b"\"}")
+            .collect();
+        assert_eq!(body.len(), total);
+        for frame in [1, 7, 1024, 4096] {
+            let frames: Vec<Bytes> = body.chunks(frame).map(Bytes::copy_from_slice).collect();
+            let (got, failed) =
+                through_double(move || SdkBody::from_body_1_x(Frames(frames.clone().into()))).await;
+            assert_eq!(got, body, "{total} bytes in {frame}-byte frames");
+            assert!(
+                failed,
+                "throttling seen in {total} bytes in {frame}-byte frames"
+            );
+        }
+        // The same body in memory: judged on its first KiB, handed on untouched.
+        let in_memory = body.clone();
+        let (got, failed) = through_double(move || SdkBody::from(in_memory.clone())).await;
+        assert_eq!((got, failed), (body, true), "{total} bytes in memory");
+    }
 }
