@@ -43,6 +43,14 @@ pub const TRANSIENT_ERROR_CODES: &[&str] = &["RequestTimeout", "RequestTimeoutEx
 ///   `ResourceNotFoundException`, 410 `GoneException`, 403 …): success — the dependency
 ///   answered.
 ///
+/// [`BreakerHttpClient`](super::BreakerHttpClient) calls this with the whole body when it
+/// ends within its [`error_body_prefix`](super::BreakerHttpClient::error_body_prefix). For
+/// a longer body it applies the same rules to the prefix alone: a JSON body's top-level
+/// `code` or `__type` counts when that member is complete within the prefix (`code` if
+/// both are), an XML body's first `<Code>…</Code>` likewise; otherwise, with no
+/// `x-amzn-errortype` header, the status decides (5xx failure, 429 throttling, other 4xx
+/// success). Here, given a truncated JSON body, the code is not found.
+///
 /// ```
 /// use aws_smithy_runtime_api::http::Headers;
 /// use tower_circuit_breaker::aws::classify_attempt;
@@ -62,10 +70,34 @@ pub fn classify_attempt(
     body: Option<&[u8]>,
     count_throttling: bool,
 ) -> Verdict {
+    classify(status, headers, body, false, count_throttling)
+}
+
+/// [`classify_attempt`] on the first bytes of an error body that goes on past them (an
+/// over-long body, see [`BreakerHttpClient::error_body_prefix`](super::BreakerHttpClient::error_body_prefix)):
+/// a JSON body's top-level `code` or `__type` counts when its member is complete within the
+/// prefix (`code` when both are there, else the first of them seen); an XML body's first
+/// `<Code>…</Code>` when it is complete within the prefix. Otherwise the status decides.
+pub(crate) fn classify_error_prefix(
+    status: u16,
+    headers: &Headers,
+    prefix: &[u8],
+    count_throttling: bool,
+) -> Verdict {
+    classify(status, headers, Some(prefix), true, count_throttling)
+}
+
+fn classify(
+    status: u16,
+    headers: &Headers,
+    body: Option<&[u8]>,
+    truncated: bool,
+    count_throttling: bool,
+) -> Verdict {
     if status < 400 {
         return Verdict::Success;
     }
-    let code = error_code(headers, body);
+    let code = code_of(headers, body, truncated);
     let code = code.as_deref();
     let throttled = status == 429 || code.is_some_and(|c| THROTTLING_ERROR_CODES.contains(&c));
     if throttled {
@@ -106,9 +138,18 @@ pub fn classify_connector_error(error: &ConnectorError) -> Verdict {
 /// assert_eq!(error_code(&headers, None).as_deref(), Some("GoneException"));
 /// ```
 pub fn error_code<'a>(headers: &'a Headers, body: Option<&'a [u8]>) -> Option<Cow<'a, str>> {
+    code_of(headers, body, false)
+}
+
+/// [`error_code`]; with `truncated`, `body` is only the start of the body.
+fn code_of<'a>(
+    headers: &'a Headers,
+    body: Option<&'a [u8]>,
+    truncated: bool,
+) -> Option<Cow<'a, str>> {
     let raw = match headers.get("x-amzn-errortype") {
         Some(h) => Cow::Borrowed(h),
-        None => body_error_code(body?)?,
+        None => body_error_code(body?, truncated)?,
     };
     Some(match raw {
         Cow::Borrowed(s) => Cow::Borrowed(sanitize(s)),
@@ -122,10 +163,10 @@ fn sanitize(code: &str) -> &str {
     code.find('#').map_or(code, |i| &code[i + 1..])
 }
 
-fn body_error_code(body: &[u8]) -> Option<Cow<'_, str>> {
+fn body_error_code(body: &[u8], truncated: bool) -> Option<Cow<'_, str>> {
     let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
     match body[start] {
-        b'{' => json_error_code(body),
+        b'{' => json_error_code(body, truncated),
         b'<' => xml_error_code(body),
         _ => None,
     }
@@ -147,55 +188,83 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// The top-level `code` (preferred) or `__type` string of a JSON error body. `None` when
 /// the body is not a well-formed JSON object, as the SDK's parser would refuse it too.
-fn json_error_code(body: &[u8]) -> Option<Cow<'_, str>> {
-    let mut p = Json { b: body, i: 0 };
+///
+/// With `truncated`, `body` is the start of a longer body: running out of bytes is not an
+/// error, and the members complete before the end count. Anything malformed before the
+/// end still gives `None`.
+fn json_error_code(body: &[u8], truncated: bool) -> Option<Cow<'_, str>> {
+    let mut p = Json {
+        b: body,
+        i: 0,
+        eof: false,
+    };
+    let (mut code, mut typ) = (None, None);
+    let parsed = json_members(&mut p, &mut code, &mut typ);
+    match parsed {
+        Some(()) => {
+            p.ws();
+            if p.i != body.len() {
+                return None;
+            }
+        }
+        // The prefix ended inside the object: what was complete before counts.
+        None if truncated && p.eof => {}
+        None => return None,
+    }
+    code.or(typ)
+}
+
+/// Reads one JSON object, noting its top-level `code` and `__type` strings as they come.
+fn json_members<'a>(
+    p: &mut Json<'a>,
+    code: &mut Option<Cow<'a, str>>,
+    typ: &mut Option<Cow<'a, str>>,
+) -> Option<()> {
     p.ws();
     p.expect(b'{')?;
-    let (mut code, mut typ) = (None, None);
     p.ws();
     if p.peek() == Some(b'}') {
         p.i += 1;
-    } else {
-        loop {
-            p.ws();
-            let key = p.string()?;
-            p.ws();
-            p.expect(b':')?;
-            p.ws();
-            if p.peek() == Some(b'"') {
-                let value = p.string()?;
-                match &*key {
-                    "code" => code = Some(value),
-                    "__type" => typ = Some(value),
-                    _ => {}
-                }
-            } else {
-                p.skip_value()?;
+        return Some(());
+    }
+    loop {
+        p.ws();
+        let key = p.string()?;
+        p.ws();
+        p.expect(b':')?;
+        p.ws();
+        if p.peek() == Some(b'"') {
+            let value = p.string()?;
+            match &*key {
+                "code" => *code = Some(value),
+                "__type" => *typ = Some(value),
+                _ => {}
             }
-            p.ws();
-            match p.bump()? {
-                b',' => {}
-                b'}' => break,
-                _ => return None,
-            }
+        } else {
+            p.skip_value()?;
+        }
+        p.ws();
+        match p.bump()? {
+            b',' => {}
+            b'}' => return Some(()),
+            _ => return None,
         }
     }
-    p.ws();
-    if p.i != body.len() {
-        return None;
-    }
-    code.or(typ)
 }
 
 /// A minimal JSON reader: enough to find two top-level string members and skip the rest.
 struct Json<'a> {
     b: &'a [u8],
     i: usize,
+    /// Set once a read found no byte left: a failure after this is the input's end.
+    eof: bool,
 }
 
 impl<'a> Json<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
+    fn peek(&mut self) -> Option<u8> {
+        let c = self.b.get(self.i).copied();
+        self.eof |= c.is_none();
+        c
     }
 
     fn bump(&mut self) -> Option<u8> {
@@ -329,7 +398,76 @@ mod tests {
     use super::*;
 
     fn code(body: &str) -> Option<String> {
-        json_error_code(body.as_bytes()).map(Cow::into_owned)
+        json_error_code(body.as_bytes(), false).map(Cow::into_owned)
+    }
+
+    fn prefix_code(body: &str) -> Option<String> {
+        json_error_code(body.as_bytes(), true).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn json_codes_in_a_prefix() {
+        let t = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"xxxx"#;
+        assert_eq!(code(t), None, "not a complete body");
+        assert_eq!(
+            prefix_code(t).as_deref(),
+            Some("com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException")
+        );
+        // Cut inside the code's own string: nothing complete.
+        assert_eq!(
+            prefix_code(r#"{"__type":"com.amazonaws.dynamodb.v2012"#),
+            None
+        );
+        // Cut inside a nested value after the code.
+        assert_eq!(
+            prefix_code(r#" {"code":"SlowDown","detail":{"a":[1,2,{"b":"#).as_deref(),
+            Some("SlowDown")
+        );
+        // `code` wins over `__type` when both are complete.
+        assert_eq!(
+            prefix_code(r#"{"__type":"A","code":"B","message":"x"#).as_deref(),
+            Some("B")
+        );
+        // Malformed before the end is refused, truncated or not.
+        assert_eq!(prefix_code(r#"{"__type":"A" x "message":"#), None);
+        assert_eq!(prefix_code(r#"{"__type":"A","#), Some("A".into()));
+        assert_eq!(prefix_code(r#"{"__type":"A"} trailing"#), None);
+        assert_eq!(prefix_code(r#"{"__type":"A"}  "#).as_deref(), Some("A"));
+        assert_eq!(prefix_code(r#"{"#), None);
+        assert_eq!(prefix_code(""), None);
+        // Deep nesting before the code: no recursion, linear time.
+        let deep = format!(r#"{{"x":{}"#, "[".repeat(60_000));
+        assert_eq!(prefix_code(&deep), None);
+    }
+
+    #[test]
+    fn classify_on_a_prefix() {
+        let none = Headers::new();
+        let throttled = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"aaaa"#;
+        assert_eq!(
+            classify_error_prefix(400, &none, throttled, true),
+            Verdict::Failure
+        );
+        assert_eq!(
+            classify_error_prefix(400, &none, throttled, false),
+            Verdict::Success
+        );
+        assert_eq!(
+            classify_attempt(400, &none, Some(throttled), true),
+            Verdict::Success
+        );
+        assert_eq!(
+            classify_error_prefix(500, &none, b"garbage", false),
+            Verdict::Failure
+        );
+        assert_eq!(
+            classify_error_prefix(400, &none, b"garbage", true),
+            Verdict::Success
+        );
+        assert_eq!(
+            classify_error_prefix(503, &none, b"<Error><Code>SlowDown</Code><Message>m", false),
+            Verdict::Success
+        );
     }
 
     #[test]

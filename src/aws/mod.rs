@@ -118,9 +118,13 @@
 //!
 //! The error code comes from the `x-amzn-errortype` header or, as DynamoDB sends it, from
 //! the JSON body (`__type` after `#`, or `code`), so the body of every response with
-//! status ≥ 400 is read into memory before the SDK sees it; success bodies stream
-//! untouched. A body read failure after the headers, and a response the SDK cannot
-//! deserialize, happen after the connector and are not seen here.
+//! status ≥ 400 is read before the SDK sees it — up to a bounded prefix, 64 KiB by default
+//! ([`BreakerHttpClient::error_body_prefix`]): a longer error body is judged on its status,
+//! headers and prefix, and reaches the SDK whole, the prefix followed by the rest of the
+//! stream. The attempt's verdict (and its half-open probe slot) is settled once the
+//! prefix is in. Success bodies stream untouched. A body read failure after the prefix,
+//! and a response the SDK cannot deserialize, happen after the verdict and are not seen
+//! here.
 //!
 //! # Throttling
 //!
@@ -160,7 +164,10 @@ pub use classify::{
     THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES, classify_attempt, classify_connector_error,
     error_code,
 };
-pub use client::{BreakerHttpClient, UNTAGGED_KEY};
+pub use client::{
+    BreakerHttpClient, DEFAULT_ERROR_BODY_PREFIX, MAX_ERROR_BODY_PREFIX, MIN_ERROR_BODY_PREFIX,
+    UNTAGGED_KEY,
+};
 pub use retry::{
     CircuitOpenRetryClassifier, circuit_rejection, is_circuit_rejection, rejection_in,
 };
@@ -219,6 +226,19 @@ impl SdkBreaker {
         SdkBreaker {
             http: self.http.count_throttling(count),
         }
+    }
+
+    /// How many bytes of an error body are read before the verdict (default 64 KiB); see
+    /// [`BreakerHttpClient::error_body_prefix`].
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](crate::error::ConfigError) naming `error_body_prefix` outside
+    /// 1 KiB..=16 MiB.
+    pub fn error_body_prefix(self, bytes: usize) -> Result<Self, crate::error::ConfigError> {
+        Ok(SdkBreaker {
+            http: self.http.error_body_prefix(bytes)?,
+        })
     }
 
     /// For `config::Builder::http_client`.
