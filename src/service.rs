@@ -23,7 +23,11 @@ use tower_service::Service;
 ///   is open: a `Buffer` would latch such an error and a balancer would evict the service.
 /// * **Backpressure mode** ([`CircuitBreakerLayer::backpressure`]): `poll_ready` is
 ///   `Pending` while the circuit would reject, and wakes when the break ends, a probe slot
-///   frees up, or the circuit is reset. Waiting is not counted as a rejection.
+///   frees up, the probe deadline of a hung half-open probe passes
+///   ([`half_open_max_wait`](crate::CircuitBreakerConfig::half_open_max_wait)), or the
+///   circuit is reset. Waiting is not counted as a rejection. With feature `fleet`, a
+///   waiter whose break has ended while another instance holds the fleet's probe lease
+///   looks again every 100 ms rather than spinning.
 ///
 /// A half-open probe slot is reserved in `poll_ready` and moved into the response future;
 /// it is given back if the future is dropped, the call is ignored, or the service is
@@ -187,7 +191,15 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     }
 
     /// Backpressure mode: admitted, or `Pending` until the circuit may admit again.
+    ///
+    /// A rejected waiter registers with the circuit (woken by any transition or returned
+    /// probe slot) and sleeps until the instant admission can next change on its own: the
+    /// end of the break, or the probe deadline of a HalfOpen circuit whose slots are all
+    /// taken. When that instant has already passed and admission still refuses (feature
+    /// `fleet`: another instance holds the fleet's probe lease, which the circuit is not
+    /// told about), it looks again every [`RECHECK`] instead of spinning.
     fn poll_backpressure(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut looked_again = false;
         loop {
             if let Ok(ticket) = self.circuit.admit(false) {
                 self.sleep = None;
@@ -201,9 +213,18 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
                 self.decision = self.admitted(ticket);
                 return Poll::Ready(());
             }
-            let Some(at) = self.circuit.reopens_at() else {
+            let Some(mut at) = self.circuit.retry_at() else {
                 return Poll::Pending;
             };
+            let now = tokio::time::Instant::now();
+            if at <= now {
+                if !looked_again {
+                    // The instant may have passed between admission and this read.
+                    looked_again = true;
+                    continue;
+                }
+                at = now + RECHECK;
+            }
             match &mut self.sleep {
                 Some(sleep) if sleep.deadline() == at => {}
                 Some(sleep) => sleep.as_mut().reset(at),
@@ -211,6 +232,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
             }
             let sleep = self.sleep.as_mut().expect("set above");
             ready!(sleep.as_mut().poll(cx));
+            looked_again = true;
         }
     }
 
@@ -224,6 +246,11 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
 }
 
 use std::future::Future as _;
+
+/// Backpressure mode: how often a waiter looks again when the circuit's own deadline has
+/// passed but admission still refuses (feature `fleet`: the fleet's probe lease is held
+/// by another instance, and lease changes do not wake waiters).
+pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl<S, C, F> Clone for CircuitBreaker<S, C, F>
 where
