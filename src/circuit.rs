@@ -455,7 +455,8 @@ impl Circuit {
                     let max = hot.half_open_max.load(Ordering::Relaxed);
                     if w.probes_out() + w.probe_passes() >= max {
                         if w.mode() == Mode::Normal && self.probe_timed_out(w) {
-                            // Re-opened: the Open arm rejects with the new break's end.
+                            // Re-opened (or changed under us): look again. The Open arm
+                            // rejects until the new break ends, which it may already have.
                             w = self.word();
                             continue;
                         }
@@ -829,8 +830,15 @@ impl Circuit {
                         // wrap into a short break.
                         u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
                     });
+                    let mut since = self.now_ns_checked();
+                    if reason == TransitionReason::ProbeTimedOut {
+                        // The break runs from the probe deadline, as if a timer had fired
+                        // there: a circuit nobody called for a while thaws into the state
+                        // it would be in (its fresh probe due, perhaps), like Open does.
+                        since = since.min(hot.probe_deadline.load(Ordering::Acquire));
+                    }
                     hot.open_until
-                        .store(self.now_ns_checked().saturating_add(d), Ordering::Release);
+                        .store(since.saturating_add(d), Ordering::Release);
                 }
                 if state == CircuitState::Closed && mode == Mode::Normal {
                     // Closing (probes passed, a reset, a fleet close) starts a normal Closed
