@@ -454,7 +454,12 @@ impl Circuit {
                 (_, CircuitState::HalfOpen) => {
                     let max = hot.half_open_max.load(Ordering::Relaxed);
                     if w.probes_out() + w.probe_passes() >= max {
-                        if w.mode() == Mode::Normal && self.probe_timed_out(w) {
+                        // Only probes still out can hang (with none out, the probes all
+                        // passed and the close is under way).
+                        if w.mode() == Mode::Normal
+                            && w.probes_out() > 0
+                            && self.probe_timed_out(w)
+                        {
                             // Re-opened (or changed under us): look again. The Open arm
                             // rejects until the new break ends, which it may already have.
                             w = self.word();
@@ -565,7 +570,9 @@ impl Circuit {
         match w.state() {
             CircuitState::Open => Some(self.instant(hot.open_until.load(Ordering::Acquire))),
             CircuitState::HalfOpen
-                if w.probes_out() + w.probe_passes() >= hot.half_open_max.load(Ordering::Relaxed) =>
+                if w.probes_out() > 0
+                    && w.probes_out() + w.probe_passes()
+                        >= hot.half_open_max.load(Ordering::Relaxed) =>
             {
                 Some(self.instant(hot.probe_deadline.load(Ordering::Acquire)))
             }
@@ -1062,7 +1069,8 @@ impl Circuit {
                 Some(self.wall(hot.open_until.load(Ordering::Acquire)))
             }
             (CircuitState::HalfOpen, Mode::Normal)
-                if w.probes_out() + w.probe_passes() >= slow.config.half_open_max_calls =>
+                if w.probes_out() > 0
+                    && w.probes_out() + w.probe_passes() >= slow.config.half_open_max_calls =>
             {
                 Some(self.wall(hot.probe_deadline.load(Ordering::Acquire)))
             }
