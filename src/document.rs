@@ -1448,6 +1448,37 @@ mod tests {
     }
 
     #[test]
+    fn half_open_max_wait_reads_writes_and_stays_derived_when_left_out() {
+        let config = RegistryConfig::from_json(
+            r#"{ "default": { "preset": "dynamodb", "half_open_max_wait": "45s" },
+                 "services": { "s": { "operations": { "o": { "half_open_max_wait": "2m" } } } } }"#,
+        )
+        .unwrap();
+        assert_eq!(config.default.half_open_max_wait(), Duration::from_secs(45));
+        let patch = &config.services["s"].operations["o"];
+        assert_eq!(patch.half_open_max_wait, Some(Duration::from_secs(120)));
+        let json = config.to_json().unwrap();
+        assert!(json.contains(r#""half_open_max_wait": "45s""#), "{json}");
+        assert_eq!(RegistryConfig::from_json(&json).unwrap(), config);
+        let toml = config.to_toml().unwrap();
+        assert_eq!(RegistryConfig::from_toml(&toml).unwrap(), config);
+
+        // Left out: derived, and written out as left out, so it keeps following.
+        let derived =
+            RegistryConfig::from_json(r#"{ "default": { "recovery_timeout": "7s" } }"#).unwrap();
+        assert_eq!(derived.default.half_open_max_wait(), Duration::from_secs(7));
+        assert!(!derived.to_json().unwrap().contains("half_open_max_wait"));
+
+        let err =
+            RegistryConfig::from_json(r#"{ "default": { "half_open_max_wait": "0s" } }"#)
+                .unwrap_err();
+        assert_eq!(
+            (err.key(), err.field()),
+            ("default", Some("half_open_max_wait"))
+        );
+    }
+
+    #[test]
     fn toml_writer_quotes_keys() {
         let mut config = RegistryConfig::default();
         config.services.insert(
