@@ -456,9 +456,7 @@ impl Circuit {
                     if w.probes_out() + w.probe_passes() >= max {
                         // Only probes still out can hang (with none out, the probes all
                         // passed and the close is under way).
-                        if w.mode() == Mode::Normal
-                            && w.probes_out() > 0
-                            && self.probe_timed_out(w)
+                        if w.mode() == Mode::Normal && w.probes_out() > 0 && self.probe_timed_out(w)
                         {
                             // Re-opened (or changed under us): look again. The Open arm
                             // rejects until the new break ends, which it may already have.

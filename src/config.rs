@@ -76,7 +76,10 @@ impl fmt::Debug for CircuitBreakerConfig {
             .field("minimum_request_count", &self.minimum_request_count)
             .field("half_open_max_calls", &self.half_open_max_calls)
             .field("half_open_max_wait", &self.half_open_max_wait())
-            .field("half_open_max_wait_is_set", &self.half_open_max_wait.is_some())
+            .field(
+                "half_open_max_wait_is_set",
+                &self.half_open_max_wait.is_some(),
+            )
             .field("window_buckets", &self.window_buckets)
             .field("failure_rate_threshold", &self.failure_rate_threshold)
             .field("slow_call_rate_threshold", &self.slow_call_rate_threshold)
@@ -253,7 +256,7 @@ impl CircuitBreakerConfig {
     /// Counted from the admission of the latest probe, so no probe is cut short before it
     /// has had this long. Once it has passed, the next call that arrives finds the probes
     /// still unfinished, counts that as a failed probe and re-opens the circuit (reason
-    /// [`ProbeTimedOut`](crate::TransitionReason::ProbeTimedOut)); the break after it
+    /// [`ProbeTimedOut`](crate::stats::TransitionReason::ProbeTimedOut)); the break after it
     /// admits a fresh probe, and the hung probe's eventual result is late (lifetime stats
     /// only). The check is lazy, made by admission; no timer runs.
     ///

@@ -1469,9 +1469,8 @@ mod tests {
         assert_eq!(derived.default.half_open_max_wait(), Duration::from_secs(7));
         assert!(!derived.to_json().unwrap().contains("half_open_max_wait"));
 
-        let err =
-            RegistryConfig::from_json(r#"{ "default": { "half_open_max_wait": "0s" } }"#)
-                .unwrap_err();
+        let err = RegistryConfig::from_json(r#"{ "default": { "half_open_max_wait": "0s" } }"#)
+            .unwrap_err();
         assert_eq!(
             (err.key(), err.field()),
             ("default", Some("half_open_max_wait"))

@@ -1758,7 +1758,10 @@ async fn a_hung_probe_reopens_at_the_probe_deadline_for_its_own_reason() {
     assert_eq!(TransitionReason::ProbeTimedOut.as_str(), "probe_timed_out");
     let s = c.stats();
     assert_eq!(gap(s.next_attempt_time, s.last_failure_time), secs(45));
-    assert_eq!(s.failure_count, 5, "the timed-out probe is not a counted outcome");
+    assert_eq!(
+        s.failure_count, 5,
+        "the timed-out probe is not a counted outcome"
+    );
 
     // The hung probe finishing now is late: counted, no state change.
     tx.send(Ok(7)).unwrap();
@@ -1836,7 +1839,10 @@ fn the_probe_deadline_is_derived_and_validated() {
     let c = build(|b| b.half_open_max_wait(ms(1500)));
     assert_eq!(c.half_open_max_wait(), ms(1500));
     assert!(c.half_open_max_wait_is_set());
-    assert!(format!("{c:?}").contains("half_open_max_wait: 1.5s"), "{c:?}");
+    assert!(
+        format!("{c:?}").contains("half_open_max_wait: 1.5s"),
+        "{c:?}"
+    );
 
     for bad in [Duration::ZERO, secs(366 * 24 * 3600)] {
         let err = CircuitBreakerConfig::builder()
@@ -1862,7 +1868,11 @@ impl tracing::Subscriber for PanickingSubscriber {
     fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
-        if event.metadata().target().starts_with("tower_circuit_breaker") {
+        if event
+            .metadata()
+            .target()
+            .starts_with("tower_circuit_breaker")
+        {
             panic!("tracing subscriber panicked on purpose");
         }
     }

@@ -446,7 +446,7 @@ async fn execute_behind_a_hung_probe_is_not_wedged() {
     let hung = registry.execute(
         "dynamodb",
         "putItem",
-        || std::future::pending::<Result<u32, BoxError>>(),
+        std::future::pending::<Result<u32, BoxError>>,
         NoFallback,
         &config,
     );
