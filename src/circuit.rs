@@ -44,7 +44,13 @@ const LAST_TIME_RESOLUTION_NS: u64 = 1_000_000;
 ///   frozen Lambda sandbox thaws into a correct state). That call is the first probe.
 /// * **HalfOpen** admits `half_open_max_calls` probes; when they have all succeeded the
 ///   circuit closes with an empty window; one failure re-opens it. A probe that is ignored,
-///   dropped, or never called gives its slot back.
+///   dropped, or never called gives its slot back. A probe that never finishes (no timeout
+///   in the stack, future never dropped) is given up at the probe deadline
+///   ([`half_open_max_wait`](CircuitBreakerConfig::half_open_max_wait), by default the
+///   recovery timeout): the first call after it re-opens the circuit with
+///   [`TransitionReason::ProbeTimedOut`], the break dated from the deadline, so the
+///   circuit can never be wedged in HalfOpen. Checked lazily by admission, like the end
+///   of a break: no timer, and nothing on the Closed path.
 /// * Results of calls admitted before a transition are *late*: counted in the lifetime
 ///   stats, never changing state.
 ///

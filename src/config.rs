@@ -465,7 +465,9 @@ impl CircuitBreakerConfigBuilder {
     /// The probe deadline (> 0, at most 365 days): how long a HalfOpen circuit with every
     /// probe slot taken waits before it counts its unfinished probes as failed and
     /// re-opens. Unset, it is derived from `recovery_timeout` and `expected_response_time`;
-    /// see [`CircuitBreakerConfig::half_open_max_wait`].
+    /// see [`CircuitBreakerConfig::half_open_max_wait`]. On a live circuit
+    /// ([`reconfigure`](crate::Circuit::reconfigure)) a new value applies to probes
+    /// admitted after it; a deadline already running is never shortened.
     pub fn half_open_max_wait(mut self, wait: Duration) -> Self {
         self.config.half_open_max_wait = Some(wait);
         self
