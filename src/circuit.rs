@@ -555,7 +555,9 @@ impl Circuit {
     }
 
     /// When a rejected caller may try again: the instant the break ends, if the circuit
-    /// is Open on a timer; `None` when only a transition can help.
+    /// is Open on a timer; `None` when only a transition can help. (The fleet sync's
+    /// view; backpressure waiters use [`retry_at`](Self::retry_at).)
+    #[cfg(feature = "fleet")]
     pub(crate) fn reopens_at(&self) -> Option<Instant> {
         let w = self.word();
         (w.state() == CircuitState::Open && w.mode() == Mode::Normal)
