@@ -44,7 +44,13 @@ const LAST_TIME_RESOLUTION_NS: u64 = 1_000_000;
 ///   frozen Lambda sandbox thaws into a correct state). That call is the first probe.
 /// * **HalfOpen** admits `half_open_max_calls` probes; when they have all succeeded the
 ///   circuit closes with an empty window; one failure re-opens it. A probe that is ignored,
-///   dropped, or never called gives its slot back.
+///   dropped, or never called gives its slot back. A probe that never finishes (no timeout
+///   in the stack, future never dropped) is given up at the probe deadline
+///   ([`half_open_max_wait`](CircuitBreakerConfig::half_open_max_wait), by default the
+///   recovery timeout): the first call after it re-opens the circuit with
+///   [`TransitionReason::ProbeTimedOut`], the break dated from the deadline, so the
+///   circuit can never be wedged in HalfOpen. Checked lazily by admission, like the end
+///   of a break: no timer, and nothing on the Closed path.
 /// * Results of calls admitted before a transition are *late*: counted in the lifetime
 ///   stats, never changing state.
 ///
@@ -84,6 +90,11 @@ struct Hot {
     flags: AtomicU32,
     failure_rate: AtomicU64,
     slow_rate: AtomicU64,
+    /// The probe deadline of the HalfOpen state, in clock ns: the latest probe's admission
+    /// plus `half_open_max_wait`. Read only in HalfOpen.
+    probe_deadline: AtomicU64,
+    /// `half_open_max_wait` in ns.
+    probe_wait_ns: AtomicU64,
 }
 
 const FLAG_SLOW_IS_FAILURE: u32 = 1;
@@ -304,6 +315,8 @@ impl Circuit {
                 flags: AtomicU32::new(0),
                 failure_rate: AtomicU64::new(0),
                 slow_rate: AtomicU64::new(0),
+                probe_deadline: AtomicU64::new(0),
+                probe_wait_ns: AtomicU64::new(0),
             },
             written: Written {
                 consecutive: AtomicU64::new(0),
@@ -447,8 +460,20 @@ impl Circuit {
                 (_, CircuitState::HalfOpen) => {
                     let max = hot.half_open_max.load(Ordering::Relaxed);
                     if w.probes_out() + w.probe_passes() >= max {
+                        // Only probes still out can hang (with none out, the probes all
+                        // passed and the close is under way).
+                        if w.mode() == Mode::Normal && w.probes_out() > 0 && self.probe_timed_out(w)
+                        {
+                            // Re-opened (or changed under us): look again. The Open arm
+                            // rejects until the new break ends, which it may already have.
+                            w = self.word();
+                            continue;
+                        }
                         return self.reject(RejectReason::HalfOpenFull, None, w, count);
                     }
+                    // Before the slot is taken: whoever sees the slot taken sees a
+                    // deadline that gives this probe its full wait.
+                    self.extend_probe_deadline();
                     match hot.word.compare_exchange_weak(
                         w.0,
                         w.with_probe_taken().0,
@@ -461,6 +486,44 @@ impl Circuit {
                 }
             }
         }
+    }
+
+    /// Moves the probe deadline to at least now + `half_open_max_wait`.
+    fn extend_probe_deadline(&self) {
+        let hot = &self.shared.hot;
+        let until = self
+            .now_ns_checked()
+            .saturating_add(hot.probe_wait_ns.load(Ordering::Relaxed));
+        hot.probe_deadline.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// HalfOpen with every slot taken (`seen`): when the probe deadline has passed, the
+    /// unfinished probes count as failed and the circuit re-opens. True when the word
+    /// changed (by this re-opening or by anything else) and admission must look again.
+    #[cold]
+    fn probe_timed_out(&self, seen: Word) -> bool {
+        let hot = &self.shared.hot;
+        let deadline = hot.probe_deadline.load(Ordering::Acquire);
+        if self.shared.clock.now_ns_near(deadline) < deadline {
+            return false;
+        }
+        let opened = self.transition(TransitionReason::ProbeTimedOut, |cur| {
+            // The word unchanged since the slots were seen full, and the deadline (which a
+            // new probe extends before taking its slot) still passed.
+            let deadline = hot.probe_deadline.load(Ordering::Acquire);
+            (cur == seen && self.shared.clock.now_ns_near(deadline) >= deadline)
+                .then_some((CircuitState::Open, Mode::Normal))
+        });
+        if opened.is_some() {
+            guarded(|| {
+                tracing::warn!(
+                    circuit = %self.shared.name,
+                    probes_in_flight = seen.probes_out(),
+                    "half-open probes unfinished past the probe deadline: counted as failed, circuit re-opened"
+                );
+            });
+        }
+        opened.is_some() || self.word() != seen
     }
 
     fn reject(
@@ -492,11 +555,35 @@ impl Circuit {
     }
 
     /// When a rejected caller may try again: the instant the break ends, if the circuit
-    /// is Open on a timer; `None` when only a transition can help.
+    /// is Open on a timer; `None` when only a transition can help. (The fleet sync's
+    /// view; backpressure waiters use [`retry_at`](Self::retry_at).)
+    #[cfg(feature = "fleet")]
     pub(crate) fn reopens_at(&self) -> Option<Instant> {
         let w = self.word();
         (w.state() == CircuitState::Open && w.mode() == Mode::Normal)
             .then(|| self.instant(self.shared.hot.open_until.load(Ordering::Acquire)))
+    }
+
+    /// When a rejected backpressure waiter should look again: the end of the break while
+    /// Open, the probe deadline while HalfOpen with every slot taken; `None` when only a
+    /// transition or a returned slot can help (both wake registered waiters).
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        let w = self.word();
+        if w.mode() != Mode::Normal {
+            return None;
+        }
+        let hot = &self.shared.hot;
+        match w.state() {
+            CircuitState::Open => Some(self.instant(hot.open_until.load(Ordering::Acquire))),
+            CircuitState::HalfOpen
+                if w.probes_out() > 0
+                    && w.probes_out() + w.probe_passes()
+                        >= hot.half_open_max.load(Ordering::Relaxed) =>
+            {
+                Some(self.instant(hot.probe_deadline.load(Ordering::Acquire)))
+            }
+            _ => None,
+        }
     }
 
     /// Registers a waker to be woken on the next transition or returned probe slot.
@@ -756,8 +843,15 @@ impl Circuit {
                         // wrap into a short break.
                         u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
                     });
+                    let mut since = self.now_ns_checked();
+                    if reason == TransitionReason::ProbeTimedOut {
+                        // The break runs from the probe deadline, as if a timer had fired
+                        // there: a circuit nobody called for a while thaws into the state
+                        // it would be in (its fresh probe due, perhaps), like Open does.
+                        since = since.min(hot.probe_deadline.load(Ordering::Acquire));
+                    }
                     hot.open_until
-                        .store(self.now_ns_checked().saturating_add(d), Ordering::Release);
+                        .store(since.saturating_add(d), Ordering::Release);
                 }
                 if state == CircuitState::Closed && mode == Mode::Normal {
                     // Closing (probes passed, a reset, a fleet close) starts a normal Closed
@@ -768,7 +862,13 @@ impl Circuit {
                 }
                 let mut new = cur.next(state, mode);
                 if reason == TransitionReason::RecoveryTimeoutElapsed {
-                    // The caller that moves the circuit to HalfOpen is its first probe.
+                    // The caller that moves the circuit to HalfOpen is its first probe;
+                    // its deadline is stored before the word, like a break's end.
+                    hot.probe_deadline.store(
+                        self.now_ns_checked()
+                            .saturating_add(hot.probe_wait_ns.load(Ordering::Relaxed)),
+                        Ordering::Release,
+                    );
                     new = new.with_probe_taken();
                 }
                 match hot
@@ -806,8 +906,21 @@ impl Circuit {
         Some(new)
     }
 
-    /// Runs queued events through tracing and the listeners, in order, outside the lock.
+    /// Runs queued events through tracing, metrics and the listeners, in order, outside
+    /// the lock.
+    ///
+    /// Every hook runs inside `catch_unwind`: a panicking tracing subscriber, metrics
+    /// recorder or listener is logged (if logging itself still works) and skipped, and the
+    /// "dispatching" flag is cleared by a drop guard whatever happens, so one bad hook can
+    /// never silence the circuit's later events nor break the call that caused them.
     fn dispatch(&self) {
+        /// Clears `dispatching` when dispatch ends, by return or by unwinding.
+        struct Dispatching<'a>(&'a Circuit);
+        impl Drop for Dispatching<'_> {
+            fn drop(&mut self) {
+                self.0.lock().dispatching = false;
+            }
+        }
         loop {
             let (event, listeners) = {
                 let mut slow = self.lock();
@@ -822,18 +935,20 @@ impl Circuit {
                     }
                 }
             };
-            trace_transition(&event);
+            let _dispatching = Dispatching(self);
+            guarded(|| trace_transition(&event));
             #[cfg(feature = "metrics")]
-            self.shared.metrics.transition(event.from, event.to);
+            guarded(|| self.shared.metrics.transition(event.from, event.to));
             for listener in listeners.iter() {
                 if catch_unwind(AssertUnwindSafe(|| listener(&event))).is_err() {
-                    tracing::error!(
-                        circuit = %event.circuit,
-                        "circuit breaker listener panicked; the panic was caught and the call goes on"
-                    );
+                    guarded(|| {
+                        tracing::error!(
+                            circuit = %event.circuit,
+                            "circuit breaker listener panicked; the panic was caught and the call goes on"
+                        );
+                    });
                 }
             }
-            self.lock().dispatching = false;
         }
     }
 
@@ -845,7 +960,7 @@ impl Circuit {
         self.transition(TransitionReason::ForcedOpen, |w| {
             (w.mode() != Mode::ForcedOpen).then_some((CircuitState::Open, Mode::ForcedOpen))
         });
-        tracing::info!(circuit = %self.shared.name, "circuit forced open by hand");
+        guarded(|| tracing::info!(circuit = %self.shared.name, "circuit forced open by hand"));
     }
 
     /// Turns the circuit off: every call is admitted and nothing is recorded until
@@ -854,7 +969,7 @@ impl Circuit {
         self.transition(TransitionReason::Disabled, |w| {
             (w.mode() != Mode::Disabled).then_some((CircuitState::Closed, Mode::Disabled))
         });
-        tracing::info!(circuit = %self.shared.name, "circuit disabled by hand");
+        guarded(|| tracing::info!(circuit = %self.shared.name, "circuit disabled by hand"));
     }
 
     /// Back to Closed with an empty window and no override. Lifetime counts are kept.
@@ -862,7 +977,7 @@ impl Circuit {
         self.transition(TransitionReason::Reset, |_| {
             Some((CircuitState::Closed, Mode::Normal))
         });
-        tracing::info!(circuit = %self.shared.name, "circuit reset by hand");
+        guarded(|| tracing::info!(circuit = %self.shared.name, "circuit reset by hand"));
     }
 
     /// Replaces the configuration of the live circuit. State, window and every count are
@@ -955,8 +1070,18 @@ impl Circuit {
             Mode::ForcedOpen => Some(ManualOverride::ForcedOpen),
             Mode::Disabled => Some(ManualOverride::Disabled),
         };
-        let next_attempt_time = (w.state() == CircuitState::Open && w.mode() == Mode::Normal)
-            .then(|| self.wall(hot.open_until.load(Ordering::Acquire)));
+        let next_attempt_time = match (w.state(), w.mode()) {
+            (CircuitState::Open, Mode::Normal) => {
+                Some(self.wall(hot.open_until.load(Ordering::Acquire)))
+            }
+            (CircuitState::HalfOpen, Mode::Normal)
+                if w.probes_out() > 0
+                    && w.probes_out() + w.probe_passes() >= slow.config.half_open_max_calls =>
+            {
+                Some(self.wall(hot.probe_deadline.load(Ordering::Acquire)))
+            }
+            _ => None,
+        };
         CircuitBreakerStats {
             state: w.state(),
             manual_override,
@@ -1134,6 +1259,10 @@ impl Shared {
             .store(u64::from(c.minimum_request_count), Ordering::Relaxed);
         hot.half_open_max
             .store(c.half_open_max_calls, Ordering::Relaxed);
+        hot.probe_wait_ns.store(
+            u64::try_from(c.half_open_max_wait().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         hot.failure_rate.store(
             c.failure_rate_threshold.unwrap_or(0.0).to_bits(),
             Ordering::Relaxed,
@@ -1177,6 +1306,12 @@ impl Slow {
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// Runs a hook the circuit does not control (a tracing subscriber, a metrics recorder)
+/// and swallows its panic: observability must never break a call or a transition.
+fn guarded(hook: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(hook));
 }
 
 fn trace_transition(e: &TransitionEvent) {

@@ -46,7 +46,7 @@ use std::time::Duration;
 /// let err = CircuitBreakerConfig::builder().failure_threshold(0).build().unwrap_err();
 /// assert_eq!(err.field(), "failure_threshold");
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct CircuitBreakerConfig {
     pub(crate) failure_threshold: u32,
     pub(crate) recovery_timeout: Duration,
@@ -54,6 +54,8 @@ pub struct CircuitBreakerConfig {
     pub(crate) monitoring_window: Duration,
     pub(crate) minimum_request_count: u32,
     pub(crate) half_open_max_calls: u32,
+    /// `None`: derived (see [`CircuitBreakerConfig::half_open_max_wait`]).
+    pub(crate) half_open_max_wait: Option<Duration>,
     pub(crate) window_buckets: u32,
     pub(crate) failure_rate_threshold: Option<f64>,
     pub(crate) slow_call_rate_threshold: Option<f64>,
@@ -61,6 +63,32 @@ pub struct CircuitBreakerConfig {
     pub(crate) dropped_call_is_failure: bool,
     pub(crate) metrics_only: bool,
     pub(crate) backoff: Option<Backoff>,
+}
+
+impl fmt::Debug for CircuitBreakerConfig {
+    /// Every field; `half_open_max_wait` as the value in force, derived or set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerConfig")
+            .field("failure_threshold", &self.failure_threshold)
+            .field("recovery_timeout", &self.recovery_timeout)
+            .field("expected_response_time", &self.expected_response_time)
+            .field("monitoring_window", &self.monitoring_window)
+            .field("minimum_request_count", &self.minimum_request_count)
+            .field("half_open_max_calls", &self.half_open_max_calls)
+            .field("half_open_max_wait", &self.half_open_max_wait())
+            .field(
+                "half_open_max_wait_is_set",
+                &self.half_open_max_wait.is_some(),
+            )
+            .field("window_buckets", &self.window_buckets)
+            .field("failure_rate_threshold", &self.failure_rate_threshold)
+            .field("slow_call_rate_threshold", &self.slow_call_rate_threshold)
+            .field("slow_call_is_failure", &self.slow_call_is_failure)
+            .field("dropped_call_is_failure", &self.dropped_call_is_failure)
+            .field("metrics_only", &self.metrics_only)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
 }
 
 /// A break duration that grows each time the circuit opens again without having closed.
@@ -155,6 +183,7 @@ impl CircuitBreakerConfig {
             monitoring_window: Duration::from_millis(window_ms),
             minimum_request_count,
             half_open_max_calls: 1,
+            half_open_max_wait: None,
             window_buckets: 10,
             failure_rate_threshold: None,
             slow_call_rate_threshold: None,
@@ -220,6 +249,28 @@ impl CircuitBreakerConfig {
     /// Probes admitted in HalfOpen; all must succeed to close.
     pub fn half_open_max_calls(&self) -> u32 {
         self.half_open_max_calls
+    }
+    /// How long a HalfOpen circuit whose probe slots are all taken waits for its probes
+    /// before it gives up on them: the probe deadline.
+    ///
+    /// Counted from the admission of the latest probe, so no probe is cut short before it
+    /// has had this long. Once it has passed, the next call that arrives finds the probes
+    /// still unfinished, counts that as a failed probe and re-opens the circuit (reason
+    /// [`ProbeTimedOut`](crate::stats::TransitionReason::ProbeTimedOut)); the break after it
+    /// admits a fresh probe, and the hung probe's eventual result is late (lifetime stats
+    /// only). The check is lazy, made by admission; no timer runs.
+    ///
+    /// Unless set, it is derived: the `recovery_timeout`, but never less than the
+    /// `expected_response_time` (a probe is not given up on before it could be judged
+    /// slow). Following the recovery timeout means a hung probe costs at most one more
+    /// break than a failed one.
+    pub fn half_open_max_wait(&self) -> Duration {
+        self.half_open_max_wait
+            .unwrap_or_else(|| self.recovery_timeout.max(self.expected_response_time))
+    }
+    /// Whether [`half_open_max_wait`](Self::half_open_max_wait) was set, rather than derived.
+    pub fn half_open_max_wait_is_set(&self) -> bool {
+        self.half_open_max_wait.is_some()
     }
     /// Buckets the window is divided into.
     pub fn window_buckets(&self) -> u32 {
@@ -304,6 +355,9 @@ impl CircuitBreakerConfig {
                 "half_open_max_calls",
                 "must be at most 4095",
             ));
+        }
+        if let Some(d) = self.half_open_max_wait {
+            positive("half_open_max_wait", d)?;
         }
         if self.window_buckets == 0 || self.window_buckets > 1_000 {
             return Err(ConfigError::new(
@@ -408,6 +462,17 @@ impl CircuitBreakerConfigBuilder {
         metrics_only: bool;
     }
 
+    /// The probe deadline (> 0, at most 365 days): how long a HalfOpen circuit with every
+    /// probe slot taken waits before it counts its unfinished probes as failed and
+    /// re-opens. Unset, it is derived from `recovery_timeout` and `expected_response_time`;
+    /// see [`CircuitBreakerConfig::half_open_max_wait`]. On a live circuit
+    /// ([`reconfigure`](crate::Circuit::reconfigure)) a new value applies to probes
+    /// admitted after it; a deadline already running is never shortened.
+    pub fn half_open_max_wait(mut self, wait: Duration) -> Self {
+        self.config.half_open_max_wait = Some(wait);
+        self
+    }
+
     /// Also open when the window's failure rate reaches `rate` (in (0, 1]).
     pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
         self.config.failure_rate_threshold = Some(rate);
@@ -462,6 +527,8 @@ pub struct ConfigPatch {
     pub minimum_request_count: Option<u32>,
     /// See [`CircuitBreakerConfigBuilder::half_open_max_calls`].
     pub half_open_max_calls: Option<u32>,
+    /// See [`CircuitBreakerConfigBuilder::half_open_max_wait`].
+    pub half_open_max_wait: Option<Duration>,
     /// See [`CircuitBreakerConfigBuilder::window_buckets`].
     pub window_buckets: Option<u32>,
     /// See [`CircuitBreakerConfigBuilder::failure_rate_threshold`].
@@ -508,6 +575,9 @@ impl ConfigPatch {
         }
         if self.backoff.is_some() {
             c.backoff = self.backoff;
+        }
+        if self.half_open_max_wait.is_some() {
+            c.half_open_max_wait = self.half_open_max_wait;
         }
         c
     }

@@ -87,7 +87,8 @@
 //! * Field names are those of [`CircuitBreakerConfigBuilder`](crate::config::CircuitBreakerConfigBuilder):
 //!   `failure_threshold`, `recovery_timeout`, `expected_response_time`,
 //!   `monitoring_window`, `minimum_request_count`, `half_open_max_calls`,
-//!   `window_buckets`, `failure_rate_threshold`, `slow_call_rate_threshold`,
+//!   `half_open_max_wait` (a duration; left out, it is derived, see
+//!   [`CircuitBreakerConfig::half_open_max_wait`]), `window_buckets`, `failure_rate_threshold`, `slow_call_rate_threshold`,
 //!   `slow_call_is_failure`, `dropped_call_is_failure`, `metrics_only`, and `backoff`
 //!   (`{ multiplier, max, jitter }`, `jitter` optional).
 //! * Durations are strings with a unit: `"250ns"`, `"250us"` (or `"250µs"`), `"500ms"`,
@@ -466,6 +467,7 @@ enum Field {
     MonitoringWindow,
     MinimumRequestCount,
     HalfOpenMaxCalls,
+    HalfOpenMaxWait,
     WindowBuckets,
     FailureRateThreshold,
     SlowCallRateThreshold,
@@ -495,6 +497,7 @@ keys! {
     "monitoring_window" => MonitoringWindow,
     "minimum_request_count" => MinimumRequestCount,
     "half_open_max_calls" => HalfOpenMaxCalls,
+    "half_open_max_wait" => HalfOpenMaxWait,
     "window_buckets" => WindowBuckets,
     "failure_rate_threshold" => FailureRateThreshold,
     "slow_call_rate_threshold" => SlowCallRateThreshold,
@@ -528,6 +531,9 @@ fn set_field<'de, A: MapAccess<'de>>(
         }
         Field::MinimumRequestCount => patch.minimum_request_count = Some(map.next_value()?),
         Field::HalfOpenMaxCalls => patch.half_open_max_calls = Some(map.next_value()?),
+        Field::HalfOpenMaxWait => {
+            patch.half_open_max_wait = Some(map.next_value::<DurationDe>()?.0);
+        }
         Field::WindowBuckets => patch.window_buckets = Some(map.next_value()?),
         Field::FailureRateThreshold => patch.failure_rate_threshold = Some(map.next_value()?),
         Field::SlowCallRateThreshold => patch.slow_call_rate_threshold = Some(map.next_value()?),
@@ -571,6 +577,7 @@ fn entries(patch: &ConfigPatch) -> Vec<(&'static str, FieldValue)> {
         patch.monitoring_window.map(D),
         patch.minimum_request_count.map(Count),
         patch.half_open_max_calls.map(Count),
+        patch.half_open_max_wait.map(D),
         patch.window_buckets.map(Count),
         patch.failure_rate_threshold.map(Rate),
         patch.slow_call_rate_threshold.map(Rate),
@@ -595,6 +602,8 @@ fn full_patch(config: &CircuitBreakerConfig) -> ConfigPatch {
         monitoring_window: Some(config.monitoring_window),
         minimum_request_count: Some(config.minimum_request_count),
         half_open_max_calls: Some(config.half_open_max_calls),
+        // Only when set: a derived value keeps following the fields it is derived from.
+        half_open_max_wait: config.half_open_max_wait,
         window_buckets: Some(config.window_buckets),
         failure_rate_threshold: config.failure_rate_threshold,
         slow_call_rate_threshold: config.slow_call_rate_threshold,
@@ -1435,6 +1444,36 @@ mod tests {
                 r#"services."a.b".operations.x"#.to_string(),
                 Some("backoff.max".to_string())
             )
+        );
+    }
+
+    #[test]
+    fn half_open_max_wait_reads_writes_and_stays_derived_when_left_out() {
+        let config = RegistryConfig::from_json(
+            r#"{ "default": { "preset": "dynamodb", "half_open_max_wait": "45s" },
+                 "services": { "s": { "operations": { "o": { "half_open_max_wait": "2m" } } } } }"#,
+        )
+        .unwrap();
+        assert_eq!(config.default.half_open_max_wait(), Duration::from_secs(45));
+        let patch = &config.services["s"].operations["o"];
+        assert_eq!(patch.half_open_max_wait, Some(Duration::from_secs(120)));
+        let json = config.to_json().unwrap();
+        assert!(json.contains(r#""half_open_max_wait": "45s""#), "{json}");
+        assert_eq!(RegistryConfig::from_json(&json).unwrap(), config);
+        let toml = config.to_toml().unwrap();
+        assert_eq!(RegistryConfig::from_toml(&toml).unwrap(), config);
+
+        // Left out: derived, and written out as left out, so it keeps following.
+        let derived =
+            RegistryConfig::from_json(r#"{ "default": { "recovery_timeout": "7s" } }"#).unwrap();
+        assert_eq!(derived.default.half_open_max_wait(), Duration::from_secs(7));
+        assert!(!derived.to_json().unwrap().contains("half_open_max_wait"));
+
+        let err = RegistryConfig::from_json(r#"{ "default": { "half_open_max_wait": "0s" } }"#)
+            .unwrap_err();
+        assert_eq!(
+            (err.key(), err.field()),
+            ("default", Some("half_open_max_wait"))
         );
     }
 

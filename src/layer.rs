@@ -112,6 +112,12 @@ impl<C, F> CircuitBreakerLayer<C, F> {
     /// of failing the call. Suits balancers that route around a service that is not
     /// ready; put `load_shed()` above it if callers must not wait.
     ///
+    /// A waiter wakes when the break ends, when a probe slot frees up or the circuit
+    /// changes state, and at the probe deadline of a half-open probe that hangs
+    /// ([`half_open_max_wait`](crate::CircuitBreakerConfig::half_open_max_wait)). With
+    /// feature `fleet`, while another instance holds the fleet's probe lease after the
+    /// local break has ended, it looks again every 100 ms instead of spinning.
+    ///
     /// Waiting on the break uses tokio's timer, so the service must be polled inside a
     /// tokio runtime with time enabled. A fallback is never used in this mode: nothing is
     /// rejected, callers wait.

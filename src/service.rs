@@ -23,7 +23,11 @@ use tower_service::Service;
 ///   is open: a `Buffer` would latch such an error and a balancer would evict the service.
 /// * **Backpressure mode** ([`CircuitBreakerLayer::backpressure`]): `poll_ready` is
 ///   `Pending` while the circuit would reject, and wakes when the break ends, a probe slot
-///   frees up, or the circuit is reset. Waiting is not counted as a rejection.
+///   frees up, the probe deadline of a hung half-open probe passes
+///   ([`half_open_max_wait`](crate::CircuitBreakerConfig::half_open_max_wait)), or the
+///   circuit is reset. Waiting is not counted as a rejection. With feature `fleet`, a
+///   waiter whose break has ended while another instance holds the fleet's probe lease
+///   looks again every 100 ms rather than spinning.
 ///
 /// A half-open probe slot is reserved in `poll_ready` and moved into the response future;
 /// it is given back if the future is dropped, the call is ignored, or the service is
@@ -187,7 +191,15 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     }
 
     /// Backpressure mode: admitted, or `Pending` until the circuit may admit again.
+    ///
+    /// A rejected waiter registers with the circuit (woken by any transition or returned
+    /// probe slot) and sleeps until the instant admission can next change on its own: the
+    /// end of the break, or the probe deadline of a HalfOpen circuit whose slots are all
+    /// taken. When that instant has already passed and admission still refuses (feature
+    /// `fleet`: another instance holds the fleet's probe lease, which the circuit is not
+    /// told about), it looks again every [`RECHECK`] instead of spinning.
     fn poll_backpressure(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut looked_again = false;
         loop {
             if let Ok(ticket) = self.circuit.admit(false) {
                 self.sleep = None;
@@ -201,9 +213,18 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
                 self.decision = self.admitted(ticket);
                 return Poll::Ready(());
             }
-            let Some(at) = self.circuit.reopens_at() else {
+            let Some(mut at) = self.circuit.retry_at() else {
                 return Poll::Pending;
             };
+            let now = tokio::time::Instant::now();
+            if at <= now {
+                if !looked_again {
+                    // The instant may have passed between admission and this read.
+                    looked_again = true;
+                    continue;
+                }
+                at = now + RECHECK;
+            }
             match &mut self.sleep {
                 Some(sleep) if sleep.deadline() == at => {}
                 Some(sleep) => sleep.as_mut().reset(at),
@@ -211,6 +232,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
             }
             let sleep = self.sleep.as_mut().expect("set above");
             ready!(sleep.as_mut().poll(cx));
+            looked_again = true;
         }
     }
 
@@ -224,6 +246,11 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
 }
 
 use std::future::Future as _;
+
+/// Backpressure mode: how often a waiter looks again when the circuit's own deadline has
+/// passed but admission still refuses (feature `fleet`: the fleet's probe lease is held
+/// by another instance, and lease changes do not wake waiters).
+pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl<S, C, F> Clone for CircuitBreaker<S, C, F>
 where
@@ -321,5 +348,93 @@ where
             Decision::Rejected(_) => FallbackFuture::fallback(self.fallback.0.call(req)),
             Decision::Undecided => unreachable!(),
         }
+    }
+}
+
+#[cfg(all(test, feature = "fleet"))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tower_layer::Layer as _;
+
+    /// `fleet::hook::GATE_NO_LEASE` (private to the fleet module): the fleet is Open and
+    /// another instance holds its probe lease. Checked below through `must_wait_for_lease`.
+    const GATE_NO_LEASE: u8 = 1;
+    /// `fleet::hook::GATE_OFF`: no fleet gating.
+    const GATE_OFF: u8 = 0;
+
+    /// An inner service that is always ready and counts how often it is polled.
+    #[derive(Clone)]
+    struct Inner(Arc<AtomicUsize>);
+
+    impl Service<()> for Inner {
+        type Response = ();
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<(), Self::Error>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, (): ()) -> Self::Future {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    /// Backpressure mode once the local break is over while another instance holds the
+    /// fleet's probe lease: admission refuses while the break's end lies in the past. On
+    /// c3fdb08 `poll_ready` slept until that past instant, over and over, until tokio's
+    /// budget ran out, and woke itself: 1 000 polls for 1 000 turns of the scheduler, with
+    /// no time passing. Now it sleeps `RECHECK` between looks: 1 poll.
+    #[tokio::test(start_paused = true)]
+    async fn backpressure_does_not_spin_while_another_instance_holds_the_fleet_lease() {
+        let config = CircuitBreakerConfig::builder()
+            .failure_threshold(1)
+            .minimum_request_count(1)
+            .recovery_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let layer = CircuitBreakerLayer::new(config).backpressure();
+        let circuit = layer.circuit().clone();
+        let _ = circuit.call(async { Err::<(), ()>(()) }).await;
+        assert_eq!(circuit.state(), crate::CircuitState::Open);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        circuit.fleet_hook().set_gate(GATE_NO_LEASE);
+        assert!(circuit.fleet_hook().must_wait_for_lease());
+
+        let inner_polls = Arc::new(AtomicUsize::new(0));
+        let mut svc = layer.layer(Inner(inner_polls.clone()));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let counted = polls.clone();
+        let waiter = tokio::spawn(async move {
+            std::future::poll_fn(|cx| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                svc.poll_ready(cx)
+            })
+            .await
+            .unwrap();
+            svc
+        });
+        for _ in 0..1_000 {
+            tokio::task::yield_now().await;
+        }
+        let spun = polls.load(Ordering::Relaxed);
+        assert_eq!(spun, 1, "polls of poll_ready in 1 000 scheduler turns");
+        assert_eq!(inner_polls.load(Ordering::Relaxed), 0);
+
+        // Still held elsewhere: one look per RECHECK.
+        tokio::time::advance(RECHECK).await;
+        tokio::task::yield_now().await;
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
+
+        // The lease comes free (the fleet sync does not wake waiters): admitted within
+        // one RECHECK, as the probe.
+        circuit.fleet_hook().set_gate(GATE_OFF);
+        tokio::time::advance(RECHECK).await;
+        let svc = waiter.await.unwrap();
+        assert_eq!(circuit.state(), crate::CircuitState::HalfOpen);
+        assert_eq!(inner_polls.load(Ordering::Relaxed), 1);
+        assert_eq!(circuit.stats().rejected_count, 0, "waiting is no rejection");
+        drop(svc);
     }
 }

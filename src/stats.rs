@@ -79,6 +79,10 @@ pub struct CircuitBreakerStats {
     )]
     pub last_success_time: Option<SystemTime>,
     /// While Open (not forced): when the next call will be let through as a probe.
+    /// While HalfOpen with every probe slot taken: the probe deadline, when the next call
+    /// gives up on the unfinished probes and re-opens the circuit (see
+    /// [`half_open_max_wait`](crate::CircuitBreakerConfig::half_open_max_wait)). Otherwise
+    /// `None`.
     #[cfg_attr(
         feature = "serde",
         serde(serialize_with = "crate::document::serialize_time")
@@ -117,6 +121,11 @@ pub enum TransitionReason {
     ProbesSucceeded,
     /// A half-open probe failed.
     ProbeFailed,
+    /// Every half-open probe slot stayed taken past the probe deadline
+    /// ([`half_open_max_wait`](crate::CircuitBreakerConfig::half_open_max_wait)): the
+    /// unfinished probes count as failed and the circuit re-opened. Their eventual results
+    /// are late.
+    ProbeTimedOut,
     /// [`Circuit::force_open`](crate::Circuit::force_open).
     ForcedOpen,
     /// [`Circuit::disable`](crate::Circuit::disable).
@@ -143,6 +152,7 @@ impl TransitionReason {
             TransitionReason::RecoveryTimeoutElapsed => "recovery_timeout_elapsed",
             TransitionReason::ProbesSucceeded => "probes_succeeded",
             TransitionReason::ProbeFailed => "probe_failed",
+            TransitionReason::ProbeTimedOut => "probe_timed_out",
             TransitionReason::ForcedOpen => "forced_open",
             TransitionReason::Disabled => "disabled",
             TransitionReason::Reset => "reset",

@@ -365,3 +365,95 @@ fn manual_control_races_with_outcomes() {
         assert_chain(&events, c.state());
     });
 }
+
+/// An operation that is pending on its first poll and succeeds on the second.
+struct PendingOnce(bool);
+
+impl Future for PendingOnce {
+    type Output = Result<(), ()>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        if std::mem::replace(&mut self.0, true) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// A probe that hung past the probe deadline finally succeeds while another caller
+/// arrives: whichever wins, exactly one of them settles the half-open cycle (the probe
+/// closes it, or the caller gives the probe up and becomes the fresh probe), a probe
+/// whose slot has passed is never given up, and the circuit ends Closed with a valid
+/// chain of events.
+#[test]
+fn a_hung_probe_finishing_races_a_caller_past_the_probe_deadline() {
+    model(
+        "a hung probe finishing races a caller past the deadline",
+        || {
+            let c = Circuit::named(
+                "loom",
+                config(1, 1)
+                    .to_builder()
+                    .half_open_max_wait(RECOVERY)
+                    .build()
+                    .unwrap(),
+            );
+            let events: Events = Arc::default();
+            let sink = events.clone();
+            c.on_transition(move |e| sink.lock().unwrap().push((e.from, e.to)));
+            assert!(ready(c.call(async { Err::<(), _>(()) })).is_err());
+            advance(RECOVERY);
+            let owned = c.clone();
+            let mut probe: std::pin::Pin<Box<dyn Future<Output = Fate> + Send>> =
+                Box::pin(async move { fate(owned.call(PendingOnce(false)).await) });
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(probe.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(c.state(), HalfOpen);
+            // Past the probe deadline and the break after it (dated from the deadline).
+            advance(RECOVERY * 2);
+            let finisher = thread::spawn(move || {
+                match probe.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(f) => f,
+                    Poll::Pending => panic!("the probe did not finish"),
+                }
+            });
+            let caller = {
+                let c = c.clone();
+                thread::spawn(move || fate(ready(c.call(async { Ok::<_, ()>(()) }))))
+            };
+            let fates = (finisher.join().unwrap(), caller.join().unwrap());
+            let caller_ok = fates.1 == Fate::Ok;
+            // The one way to be turned away: arriving while the finished probe's close is
+            // under way (every slot passed, none out), as with any passing probe.
+            assert!(
+                fates.0 == Fate::Ok
+                    && (caller_ok || fates.1 == Fate::Rejected(RejectReason::HalfOpenFull)),
+                "{fates:?} {:?} {:?}",
+                events.lock().unwrap(),
+                c.stats()
+            );
+            assert_eq!(c.state(), Closed);
+            let s = c.stats();
+            let ok = u64::from(caller_ok);
+            assert_eq!(
+                (s.success_count, s.rejected_count),
+                (1 + ok, 1 - ok),
+                "{s:?}"
+            );
+            let chain = assert_chain(&events, Closed);
+            assert!(
+                chain == [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+                    || (caller_ok
+                        && chain
+                            == [
+                                (Closed, Open),
+                                (Open, HalfOpen),
+                                (HalfOpen, Open),
+                                (Open, HalfOpen),
+                                (HalfOpen, Closed)
+                            ]),
+                "{chain:?}"
+            );
+        },
+    );
+}

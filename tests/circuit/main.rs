@@ -532,13 +532,15 @@ async fn open_rejects_until_the_recovery_timeout_then_admits_a_probe() {
             seen.set(Some((
                 c.state(),
                 s.half_open_in_flight,
-                s.next_attempt_time,
+                // Every slot taken: the probe deadline (the derived `half_open_max_wait`
+                // is the recovery timeout), counted from the probe's admission at 20 s.
+                gap(s.next_attempt_time, s.last_failure_time),
             )));
             Ok::<u32, Boom>(5)
         })
         .await;
     assert_eq!(out.unwrap(), 5);
-    assert_eq!(seen.get(), Some((HalfOpen, 1, None)));
+    assert_eq!(seen.get(), Some((HalfOpen, 1, secs(40))));
     assert_eq!(c.state(), Closed);
     assert_eq!(c.stats().rejected_count, 2);
 }
@@ -1687,4 +1689,293 @@ async fn stats_fields_follow_the_outcomes() {
     );
     assert!((0.0..=1.0).contains(&s.failure_rate));
     assert_eq!(s.consecutive_failures, 3);
+}
+
+// ===== 22. hung half-open probes (issue 11, section 2) =====
+
+/// A probe future that never completes and is never dropped, with no timeout in the
+/// stack, against a healthy dependency: 1 000 calls at +1 min, +1 h and +7 days. On
+/// c3fdb08 all 3 000 were rejected as "half-open, probes in flight" and the stats had no
+/// next attempt time; now the first call after the probe deadline re-opens the circuit,
+/// dated from the deadline, so it finds the next break already over and becomes the fresh
+/// probe.
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_does_not_wedge_the_circuit_in_half_open() {
+    let c = tripped(CircuitBreakerConfig::dynamodb()).await;
+    advance(secs(20)).await;
+    let (_tx, mut hung) = pending_call(&c);
+    assert_pending!(hung.poll());
+    assert_eq!(c.state(), HalfOpen);
+
+    let mut rejected = 0;
+    for wait in [secs(60), secs(3600), secs(7 * 24 * 3600)] {
+        advance(wait).await;
+        for _ in 0..1_000 {
+            if matches!(succeed(&c).await, Err(CallError::Rejected(_))) {
+                rejected += 1;
+            }
+        }
+        assert_pending!(hung.poll());
+    }
+    assert_eq!(rejected, 0, "calls rejected out of 3 000");
+    assert_eq!(c.state(), Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_reopens_at_the_probe_deadline_for_its_own_reason() {
+    let config = dynamodb_with(|b| b.half_open_max_wait(secs(5)));
+    assert_eq!(config.half_open_max_wait(), secs(5));
+    let c = tripped(config).await;
+    let origin = Instant::now();
+    advance(secs(20)).await;
+    let log = record(&c);
+    let (tx, mut hung) = pending_call(&c);
+    assert_pending!(hung.poll());
+
+    // Until the deadline: rejected as HalfOpenFull, and the stats show the deadline.
+    advance_to(origin, secs(25) - NS).await;
+    assert_eq!(
+        rejection(succeed(&c).await).reason(),
+        RejectReason::HalfOpenFull
+    );
+    let s = c.stats();
+    assert_eq!(s.half_open_in_flight, 1);
+    assert_eq!(gap(s.next_attempt_time, s.last_failure_time), secs(25));
+
+    // At the deadline: the probe counts as failed and the circuit re-opens for a break.
+    advance(NS).await;
+    let open = rejection(succeed(&c).await);
+    assert_eq!(open.reason(), RejectReason::Open);
+    assert_eq!(open.retry_after(), Some(secs(20)));
+    assert_eq!(c.state(), Open);
+    assert_eq!(
+        transitions(&log),
+        [
+            (Open, HalfOpen, TransitionReason::RecoveryTimeoutElapsed),
+            (HalfOpen, Open, TransitionReason::ProbeTimedOut),
+        ]
+    );
+    assert_eq!(TransitionReason::ProbeTimedOut.as_str(), "probe_timed_out");
+    let s = c.stats();
+    assert_eq!(gap(s.next_attempt_time, s.last_failure_time), secs(45));
+    assert_eq!(
+        s.failure_count, 5,
+        "the timed-out probe is not a counted outcome"
+    );
+
+    // The hung probe finishing now is late: counted, no state change.
+    tx.send(Ok(7)).unwrap();
+    assert_eq!(assert_ready!(hung.poll()).unwrap(), 7);
+    assert_eq!(c.state(), Open);
+    assert_eq!(c.stats().success_count, 1);
+
+    // The next break admits a fresh probe.
+    advance_to(origin, secs(45)).await;
+    succeed_n(&c, 1).await;
+    assert_eq!(c.state(), Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_probe_deadline_runs_from_the_latest_probe() {
+    let config = dynamodb_with(|b| b.half_open_max_calls(2).half_open_max_wait(secs(5)));
+    let c = tripped(config).await;
+    let origin = Instant::now();
+    advance(secs(20)).await;
+    let (_tx1, mut p1) = pending_call(&c);
+    assert_pending!(p1.poll());
+    advance(secs(3)).await;
+    let (_tx2, mut p2) = pending_call(&c);
+    assert_pending!(p2.poll());
+
+    // 5 s after the first probe, 2 s after the second: still waiting.
+    advance_to(origin, secs(25)).await;
+    assert_eq!(
+        rejection(succeed(&c).await).reason(),
+        RejectReason::HalfOpenFull
+    );
+    advance_to(origin, secs(28) - NS).await;
+    assert_eq!(
+        rejection(succeed(&c).await).reason(),
+        RejectReason::HalfOpenFull
+    );
+    advance(NS).await;
+    assert_eq!(rejection(succeed(&c).await).reason(), RejectReason::Open);
+    assert_eq!(c.state(), Open);
+    // Both were probes of the abandoned cycle: their drops change nothing.
+    drop(p1);
+    drop(p2);
+    assert_eq!(c.state(), Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_probe_grows_the_break_like_a_failed_one() {
+    let config = dynamodb_with(|b| b.backoff(2.0, secs(600), 0.0));
+    let c = tripped(config).await;
+    advance(secs(20)).await;
+    let (_tx, mut hung) = pending_call(&c);
+    assert_pending!(hung.poll());
+    // Derived deadline: the recovery timeout (20 s). The second opening lasts 40 s.
+    advance(secs(20)).await;
+    let open = rejection(succeed(&c).await);
+    assert_eq!(open.retry_after(), Some(secs(40)));
+}
+
+#[test]
+fn the_probe_deadline_is_derived_and_validated() {
+    for c in [
+        CircuitBreakerConfig::default(),
+        CircuitBreakerConfig::cognito(),
+        CircuitBreakerConfig::dynamodb(),
+        CircuitBreakerConfig::api_gateway_management(),
+    ] {
+        assert_eq!(c.half_open_max_wait(), c.recovery_timeout());
+        assert!(!c.half_open_max_wait_is_set());
+    }
+    // Never below the expected response time; follows the fields it derives from.
+    let c = build(|b| b.recovery_timeout(secs(1)).expected_response_time(secs(3)));
+    assert_eq!(c.half_open_max_wait(), secs(3));
+    let c = build(|b| b.recovery_timeout(secs(90)));
+    assert_eq!(c.half_open_max_wait(), secs(90));
+    let c = build(|b| b.half_open_max_wait(ms(1500)));
+    assert_eq!(c.half_open_max_wait(), ms(1500));
+    assert!(c.half_open_max_wait_is_set());
+    assert!(
+        format!("{c:?}").contains("half_open_max_wait: 1.5s"),
+        "{c:?}"
+    );
+
+    for bad in [Duration::ZERO, secs(366 * 24 * 3600)] {
+        let err = CircuitBreakerConfig::builder()
+            .half_open_max_wait(bad)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "half_open_max_wait");
+    }
+}
+
+// ===== 23. panicking observability hooks (issue 11, section 5) =====
+
+/// A tracing subscriber that panics on every event of this crate.
+struct PanickingSubscriber;
+
+impl tracing::Subscriber for PanickingSubscriber {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if event
+            .metadata()
+            .target()
+            .starts_with("tower_circuit_breaker")
+        {
+            panic!("tracing subscriber panicked on purpose");
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// On c3fdb08 the tripping call and `force_open` panicked, the dispatching flag stayed
+/// set, and the listener saw none of the 2 transitions, not even the one after the
+/// subscriber was gone.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_tracing_subscriber_breaks_no_call_and_silences_no_listener() {
+    let c = Circuit::named("loud", CircuitBreakerConfig::dynamodb());
+    let log = record(&c);
+    let guard = tracing::subscriber::set_default(PanickingSubscriber);
+    let mut panicked = 0;
+    for _ in 0..5 {
+        let task = tokio::spawn({
+            let c = c.clone();
+            async move { fail(&c).await }
+        });
+        match task.await {
+            Ok(out) => assert!(matches!(out, Err(CallError::Inner(Boom)))),
+            Err(e) if e.is_panic() => panicked += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let manual = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.force_open()));
+    panicked += usize::from(manual.is_err());
+    drop(guard);
+    c.reset();
+    // `force_open` on an Open circuit is no transition of state: no event.
+    assert_eq!(
+        (panicked, transitions(&log)),
+        (
+            0,
+            vec![
+                (Closed, Open, TransitionReason::Tripped),
+                (Open, Closed, TransitionReason::Reset),
+            ]
+        ),
+        "(calls or controls that panicked, transitions the listener saw)"
+    );
+    succeed_n(&c, 1).await;
+}
+
+#[cfg(feature = "metrics")]
+mod panicking_recorder {
+    use super::*;
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    /// A metrics recorder whose every registration panics.
+    struct PanickingRecorder;
+
+    impl Recorder for PanickingRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            panic!("metrics recorder panicked on purpose")
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            panic!("metrics recorder panicked on purpose")
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            panic!("metrics recorder panicked on purpose")
+        }
+    }
+
+    /// On c3fdb08 the tripping call panicked and the listener saw 0 of 2 transitions.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_metrics_recorder_breaks_no_call_and_silences_no_listener() {
+        // Made outside the local recorder: its per-call handles are the no-op recorder's.
+        let c = Circuit::named("counted", CircuitBreakerConfig::dynamodb());
+        let log = record(&c);
+        let panicked = metrics::with_local_recorder(&PanickingRecorder, || {
+            let mut panicked = 0;
+            for _ in 0..5 {
+                let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut task = tokio_test::task::spawn(fail(&c));
+                    assert!(matches!(
+                        assert_ready!(task.poll()),
+                        Err(CallError::Inner(Boom))
+                    ));
+                }));
+                panicked += usize::from(call.is_err());
+            }
+            panicked
+        });
+        c.reset();
+        assert_eq!(
+            (panicked, transitions(&log)),
+            (
+                0,
+                vec![
+                    (Closed, Open, TransitionReason::Tripped),
+                    (Open, Closed, TransitionReason::Reset),
+                ]
+            ),
+            "(calls that panicked, transitions the listener saw)"
+        );
+        succeed_n(&c, 1).await;
+    }
 }

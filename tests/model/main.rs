@@ -273,6 +273,8 @@ struct Model {
     manual: Manual,
     period: u64,
     open_until: u64,
+    /// The probe deadline: the latest probe's admission plus `half_open_max_wait`.
+    probe_deadline: u64,
     opens_in_a_row: i32,
     probes_out: u32,
     probes_passed: u32,
@@ -300,6 +302,7 @@ impl Model {
             manual: Manual::None,
             period: 0,
             open_until: 0,
+            probe_deadline: 0,
             opens_in_a_row: 0,
             probes_out: 0,
             probes_passed: 0,
@@ -343,7 +346,18 @@ impl Model {
         self.run = 0;
     }
 
+    /// `half_open_max_wait` as the config derives it: the recovery timeout, at least the
+    /// expected response time.
+    fn probe_wait(&self) -> u64 {
+        self.cfg.recovery_ms.max(self.cfg.expected_ms) * MS
+    }
+
     fn open(&mut self, reason: TransitionReason, for_ms: Option<u64>) {
+        self.open_since(reason, for_ms, self.now);
+    }
+
+    /// Opens for a break that runs from `since`.
+    fn open_since(&mut self, reason: TransitionReason, for_ms: Option<u64>, since: u64) {
         let pause = match for_ms {
             Some(ms) => ms * MS,
             None => {
@@ -358,7 +372,7 @@ impl Model {
                 .as_nanos() as u64
             }
         };
-        self.open_until = self.now + pause;
+        self.open_until = since + pause;
         self.opens_in_a_row += 1;
         self.go(Open, Manual::None, reason);
     }
@@ -408,12 +422,20 @@ impl Model {
                     TransitionReason::RecoveryTimeoutElapsed,
                 );
                 self.probes_out = 1;
+                self.probe_deadline = self.now + self.probe_wait();
                 Ok(Admitted::Probe)
             }
             (Manual::None, HalfOpen) => {
                 if self.probes_out + self.probes_passed < self.cfg.half_open_max {
                     self.probes_out += 1;
+                    self.probe_deadline = self.probe_deadline.max(self.now + self.probe_wait());
                     Ok(Admitted::Probe)
+                } else if self.now >= self.probe_deadline {
+                    // The unfinished probes count as failed; the break runs from the
+                    // deadline. Then admission looks again.
+                    let deadline = self.probe_deadline;
+                    self.open_since(TransitionReason::ProbeTimedOut, None, deadline);
+                    return self.decide_inner(count);
                 } else {
                     Err((RejectReason::HalfOpenFull, None))
                 }
@@ -597,8 +619,15 @@ impl Model {
             total_requests: self.failures + self.successes,
             last_failure_time: self.last_failure,
             last_success_time: self.last_success,
-            next_attempt_time: (self.state == Open && self.manual == Manual::None)
-                .then_some(self.open_until),
+            next_attempt_time: match (self.state, self.manual) {
+                (Open, Manual::None) => Some(self.open_until),
+                (HalfOpen, Manual::None)
+                    if self.probes_out + self.probes_passed >= self.cfg.half_open_max =>
+                {
+                    Some(self.probe_deadline)
+                }
+                _ => None,
+            },
             failure_rate: rate(w.trip_failures),
             slow_call_rate: rate(w.slow),
             rejected_count: self.rejected,
@@ -747,6 +776,8 @@ static STEPS: AtomicU64 = AtomicU64::new(0);
 static TRANSITIONS: AtomicU64 = AtomicU64::new(0);
 static REJECTIONS: AtomicU64 = AtomicU64::new(0);
 static PROBES: AtomicU64 = AtomicU64::new(0);
+/// Hung probes given up at the probe deadline (`ProbeTimedOut`), over all histories.
+static TIMED_OUT: AtomicU64 = AtomicU64::new(0);
 
 /// Runs one history on a fresh paused runtime; `Err` names the first disagreement.
 fn run_history(h: &History) -> Result<(), String> {
@@ -946,6 +977,14 @@ fn run_history(h: &History) -> Result<(), String> {
             }
         }
         TRANSITIONS.fetch_add(model.events.len() as u64, Ordering::Relaxed);
+        TIMED_OUT.fetch_add(
+            model
+                .events
+                .iter()
+                .filter(|e| e.2 == TransitionReason::ProbeTimedOut)
+                .count() as u64,
+            Ordering::Relaxed,
+        );
         Ok(())
     })
 }
@@ -971,12 +1010,13 @@ fn random_histories_agree_with_the_model() {
     // Straight to stderr, past the test harness capture, so CI logs show it.
     let _ = writeln!(
         std::io::stderr(),
-        "model: {} histories, {} steps explored (including shrinking); {} transitions, {} rejections, {} probes admitted",
+        "model: {} histories, {} steps explored (including shrinking); {} transitions, {} rejections, {} probes admitted, {} hung probes given up",
         HISTORIES.load(Ordering::Relaxed),
         STEPS.load(Ordering::Relaxed),
         TRANSITIONS.load(Ordering::Relaxed),
         REJECTIONS.load(Ordering::Relaxed),
         PROBES.load(Ordering::Relaxed),
+        TIMED_OUT.load(Ordering::Relaxed),
     );
     match result {
         Ok(()) => {}

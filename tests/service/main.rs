@@ -1232,3 +1232,110 @@ async fn metrics_only_counts_would_be_rejections_in_backpressure_mode_too() {
         "stats docs: rejected_count counts calls that, in shadow mode, would have been rejected"
     );
 }
+
+// ===== hung half-open probes (issue 11, section 2) =====
+
+/// One call through `svc`: `true` when it reached the mock (which answers "ok" at once),
+/// `false` when the circuit rejected it.
+fn admitted(svc: &mut Svc, handle: &mut Handle, req: Req) -> bool {
+    assert_ready_ok!(ready(svc));
+    let fut = svc.call(req);
+    match handle.poll_request() {
+        Poll::Ready(Some((_, send))) => {
+            send.send_response(req);
+            assert_eq!(now(fut).unwrap(), req);
+            true
+        }
+        Poll::Pending => {
+            let err = now(fut).unwrap_err();
+            rejection(&err);
+            false
+        }
+        Poll::Ready(None) => panic!("the mock is closed"),
+    }
+}
+
+/// Default (reject) mode, a probe whose future never completes and is never dropped:
+/// on c3fdb08 300 of 300 later calls (at +1 min, +1 h, +30 days) were rejected; now
+/// the first call after the probe deadline becomes a fresh probe and closes the circuit.
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_does_not_wedge_the_layer() {
+    let (mut svc, mut handle, circuit) = setup(config());
+    trip(&mut svc, &mut handle, &circuit).await;
+    advance(RECOVERY).await;
+    assert_ready_ok!(ready(&mut svc));
+    let hung = svc.call("hung probe");
+    let _send = request(&mut handle, "hung probe");
+    assert_eq!(circuit.state(), CircuitState::HalfOpen);
+
+    let mut rejected = 0;
+    for wait in [60, 3_600, 30 * 24 * 3_600] {
+        advance(Duration::from_secs(wait)).await;
+        for _ in 0..100 {
+            rejected += usize::from(!admitted(&mut svc, &mut handle, "healthy"));
+            // The mock's channel counts against tokio's cooperative budget.
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(rejected, 0, "calls rejected out of 300");
+    assert_eq!(circuit.state(), CircuitState::Closed);
+    drop(hung);
+    assert_eq!(circuit.state(), CircuitState::Closed, "its drop is late");
+}
+
+/// Backpressure mode: on c3fdb08 a waiter behind a hung probe stayed `Pending` for 30
+/// days, never woken. Now it is woken at the probe deadline, waits out the break the
+/// timed-out probe caused, and is admitted as the fresh probe.
+#[tokio::test(start_paused = true)]
+async fn a_backpressure_waiter_behind_a_hung_probe_is_woken_at_the_probe_deadline() {
+    let layer = CircuitBreakerLayer::named("bp", config()).backpressure();
+    let circuit = layer.circuit().clone();
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, Req, _>(layer);
+    trip(&mut svc, &mut handle, &circuit).await;
+    advance(RECOVERY).await;
+
+    let mut a = svc.clone();
+    let mut b = svc.clone();
+    assert_ready_ok!(ready(&mut a));
+    let hung = a.call("hung probe");
+    let _send = request(&mut handle, "hung probe");
+    assert_pending!(ready(&mut b));
+
+    // The derived probe deadline is the recovery timeout after the probe's admission.
+    advance(RECOVERY - ms(1)).await;
+    assert!(!b.is_woken());
+    advance(ms(1)).await;
+    assert!(b.is_woken(), "the probe deadline must wake the waiter");
+    // Re-opened for a break, dated from the deadline: wait it out.
+    assert_pending!(ready(&mut b));
+    assert_eq!(circuit.state(), CircuitState::Open);
+    advance(RECOVERY).await;
+    assert!(b.is_woken(), "the end of the break must wake the waiter");
+    assert_ready_ok!(ready(&mut b));
+    assert_eq!(circuit.state(), CircuitState::HalfOpen);
+    let fut = b.call("fresh probe");
+    request(&mut handle, "fresh probe").send_response("ok");
+    assert_eq!(now(fut).unwrap(), "ok");
+    assert_eq!(circuit.state(), CircuitState::Closed);
+    assert_eq!(circuit.stats().rejected_count, 0);
+    drop(hung);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backpressure_waiter_behind_a_hung_probe_is_admitted_after_30_days() {
+    let layer = CircuitBreakerLayer::named("bp", config()).backpressure();
+    let circuit = layer.circuit().clone();
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, Req, _>(layer);
+    trip(&mut svc, &mut handle, &circuit).await;
+    advance(RECOVERY).await;
+    let mut a = svc.clone();
+    let mut b = svc.clone();
+    assert_ready_ok!(ready(&mut a));
+    let _hung = a.call("hung probe");
+    let _send = request(&mut handle, "hung probe");
+    assert_pending!(ready(&mut b));
+
+    advance(Duration::from_secs(30 * 24 * 3_600)).await;
+    assert!(b.is_woken(), "woken within 30 days");
+    assert_ready_ok!(ready(&mut b));
+}
