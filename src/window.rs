@@ -21,6 +21,11 @@
 //! disjoint set of 128-byte lines) and readers sum the stripes. Reads happen only when a
 //! trip is possible or stats are asked for.
 //!
+//! A stripe's lines are allocated on its first write (the creating thread's at
+//! creation), so a circuit holds lines only for
+//! the stripes its callers' threads map to: a circuit used from one thread holds one
+//! stripe (256 bytes with 10 buckets) however many cores the host has, and at most 8.
+//!
 //! # Bounds
 //!
 //! A bucket's cell packs two counts into the halves of one `u64` (`calls | failures << 32`,
@@ -39,6 +44,7 @@
 //! So the hot path writes each outcome once, and nothing is ever lost on rotation.
 
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicUsize;
 
 /// Counters per bucket per stripe: `calls | failures << 32` and `slow_ok | slow_err << 32`.
@@ -165,7 +171,8 @@ pub(crate) struct Window {
     /// The newest bucket written: `index << SLOT_BITS | slot`, so the common case finds
     /// its slot with one load and one multiplication instead of two divisions.
     cursor: AtomicU64,
-    lines: Box<[Line]>,
+    /// Per stripe, its lines, allocated on the stripe's first write.
+    lines: Box<[OnceLock<Box<[Line]>>]>,
     /// Counts moved out of reused or cleared buckets, plus outcomes that never entered
     /// the window (late results, half-open probes). Only touched under `rotate`.
     retired: Mutex<Counts>,
@@ -189,19 +196,21 @@ impl Window {
         let stripes = stripes();
         let cells = STRIPE_EXTRA + buckets * CELLS_PER_BUCKET;
         let lines_per_stripe = cells.div_ceil(LINE);
-        Window {
+        let window = Window {
             buckets,
             lines_per_stripe,
             stripe_mask: stripes - 1,
             epochs: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             cursor: AtomicU64::new(NO_CURSOR),
-            lines: (0..stripes * lines_per_stripe)
-                .map(|_| Line::new())
-                .collect(),
+            lines: (0..stripes).map(|_| OnceLock::new()).collect(),
             retired: Mutex::new(Counts::default()),
             spill: Mutex::new(Box::default()),
             spilled: AtomicBool::new(false),
-        }
+        };
+        // The creating thread's stripe at once: the thread that makes a circuit is
+        // usually one that calls it, and its first call then allocates nothing.
+        window.cell(window.stripe(), 0);
+        window
     }
 
     /// The stripe this thread writes to.
@@ -219,14 +228,25 @@ impl Window {
         self.buckets
     }
 
+    /// A cell of a stripe to write to, allocating the stripe's lines on first use.
     #[inline]
     fn cell(&self, stripe: usize, i: usize) -> &AtomicU64 {
-        &self.lines[stripe * self.lines_per_stripe + i / LINE].0[i % LINE]
+        let lines = self.lines[stripe].get_or_init(|| self.new_stripe());
+        &lines[i / LINE].0[i % LINE]
     }
 
+    #[cold]
+    fn new_stripe(&self) -> Box<[Line]> {
+        (0..self.lines_per_stripe).map(|_| Line::new()).collect()
+    }
+
+    /// Cells `i` and `j` of every stripe written to so far.
     #[inline]
-    fn stripes(&self) -> std::ops::Range<usize> {
-        0..self.stripe_count()
+    fn cells(&self, i: usize, j: usize) -> impl Iterator<Item = (&AtomicU64, &AtomicU64)> {
+        self.lines.iter().filter_map(move |l| {
+            l.get()
+                .map(|lines| (&lines[i / LINE].0[i % LINE], &lines[j / LINE].0[j % LINE]))
+        })
     }
 
     /// Records one outcome at `now_ns` into the bucket of that instant.
@@ -326,10 +346,8 @@ impl Window {
     fn take_slot(&self, slot: usize) -> Counts {
         let base = STRIPE_EXTRA + slot * CELLS_PER_BUCKET;
         let mut c = Counts::default();
-        for s in self.stripes() {
-            let a = self.cell(s, base).swap(0, Ordering::Relaxed);
-            let b = self.cell(s, base + 1).swap(0, Ordering::Relaxed);
-            c.add_cells(a, b);
+        for (a, b) in self.cells(base, base + 1) {
+            c.add_cells(a.swap(0, Ordering::Relaxed), b.swap(0, Ordering::Relaxed));
         }
         c.add(self.take_spilled(slot));
         c
@@ -344,11 +362,8 @@ impl Window {
             .spilled
             .load(Ordering::Acquire)
             .then(|| self.spill.lock().unwrap_or_else(|e| e.into_inner()));
-        for s in self.stripes() {
-            c.add_cells(
-                self.cell(s, base).load(Ordering::Relaxed),
-                self.cell(s, base + 1).load(Ordering::Relaxed),
-            );
+        for (a, b) in self.cells(base, base + 1) {
+            c.add_cells(a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
         }
         if let Some(c2) = spill.as_ref().and_then(|sp| sp.get(slot)) {
             c.add(*c2);
@@ -417,12 +432,13 @@ impl Window {
 
     /// Lifetime rejected and ignored counts.
     pub(crate) fn rejected_ignored(&self) -> (u64, u64) {
-        self.stripes().fold((0, 0), |(r, i), s| {
-            (
-                r + self.cell(s, REJECTED).load(Ordering::Relaxed),
-                i + self.cell(s, IGNORED).load(Ordering::Relaxed),
-            )
-        })
+        self.cells(REJECTED, IGNORED)
+            .fold((0, 0), |(r, i), (a, b)| {
+                (
+                    r + a.load(Ordering::Relaxed),
+                    i + b.load(Ordering::Relaxed),
+                )
+            })
     }
 }
 
