@@ -60,9 +60,12 @@
 //!   with no manual override, its window is empty, no
 //!   [`execute`](CircuitBreakerRegistry::execute) call is running through it, and no
 //!   call has completed through it (nor was it created) for `idle_timeout`. Idle circuits
-//!   leave the table lazily, a shard at a time, as new keys arrive (no timer, no task:
-//!   O(1) amortised per new key), and at once when the table is full and a new key
-//!   arrives, or when you call [`CircuitBreakerRegistry::evict_idle`].
+//!   leave the table lazily as new keys arrive (no timer, no task): the table has 64
+//!   shards, and a shard is swept once per `n / 4 + 1` new keys that land in it, `n`
+//!   being its size, so a new key costs at most four idle checks, amortised. A full
+//!   table sweeps on the same schedule, so a new key may get the overflow circuit
+//!   although idle circuits remain in shards not yet swept;
+//!   [`CircuitBreakerRegistry::evict_idle`] sweeps every shard at once.
 //!
 //! Eviction forgets the circuit: its lifetime counts (successes, failures, rejections),
 //! listeners attached to that [`Circuit`] itself (registry-wide listeners attach again
@@ -144,8 +147,8 @@ struct Entry {
     /// The configuration asked for at creation, before overrides: re-applying a document
     /// recomputes the circuit's configuration from it.
     base: Arc<CircuitBreakerConfig>,
-    /// The wall time the circuit's clock started from (to within microseconds): its
-    /// stats' times minus this are instants of its own clock.
+    /// The wall time the circuit's clock started from (taken just after it, so to within
+    /// microseconds): its stats' times minus this are instants of its own clock.
     origin: SystemTime,
 }
 
@@ -787,8 +790,10 @@ impl CircuitBreakerRegistry {
                     tracing::warn!(service, operation, error = %e, "override does not fit this circuit; using its own configuration");
                     (*base).clone()
                 });
-                let origin = SystemTime::now();
                 let circuit = Circuit::for_operation(service, operation, config);
+                // Just after the circuit's own: idle times are over-estimated by the
+                // microseconds in between, never under-estimated.
+                let origin = SystemTime::now();
                 attach(&circuit, &settings.listeners);
                 Entry {
                     hash,

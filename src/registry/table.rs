@@ -79,9 +79,9 @@ impl Table {
 
     /// The entry of the key, made by `make` if there is none and the table holds fewer
     /// than `capacity` entries; `make` runs at most once per key, however many callers
-    /// race. Every call counts towards the shard's next sweep, in which `idle` entries
-    /// leave (at most one sweep per `len / 4 + 16` calls into the shard, so the sweeps
-    /// cost O(1) per call, amortised); a full table sweeps the shard at once.
+    /// race. Every call for a new key counts towards the shard's next sweep, in which
+    /// `idle` entries leave: one sweep per `len / 4 + 1` such calls into the shard, so
+    /// sweeps cost at most four idle checks per call, amortised, full table or not.
     pub(super) fn find_or_insert(
         &self,
         hash: u64,
@@ -98,17 +98,11 @@ impl Table {
             return Ok(e.clone());
         }
         let calls = shard.since_sweep.fetch_add(1, Ordering::Relaxed) + 1;
-        if calls > map.len() / 4 + 16 {
+        if calls > map.len() / 4 {
             evicted(self.sweep_locked(shard, &mut map, &idle));
         }
         if !self.reserve(capacity) {
-            if calls <= map.len() / 4 + 16 {
-                // Not swept just now: a full table sweeps the shard at once.
-                evicted(self.sweep_locked(shard, &mut map, &idle));
-            }
-            if !self.reserve(capacity) {
-                return Err(Refusal::Full);
-            }
+            return Err(Refusal::Full);
         }
         let entry = Arc::new(make());
         map.insert_unique(hash, entry.clone(), |e| e.hash);
