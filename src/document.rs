@@ -976,7 +976,10 @@ struct LimitSeed {
 impl<'de> DeserializeSeed<'de> for LimitSeed {
     type Value = RegistryLimits;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<RegistryLimits, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<RegistryLimits, D::Error> {
         let l = self.limits;
         let b = RegistryLimits::builder()
             .capacity(l.capacity())
@@ -1348,6 +1351,15 @@ impl RegistryConfig {
                     patch,
                 );
             }
+        }
+        if self.limits != RegistryLimits::default() {
+            let l = self.limits;
+            out.push_str(&format!(
+                "\n[limits]\ncapacity = {}\nmax_name_length = {}\nidle_timeout = {}\n",
+                l.capacity(),
+                l.max_name_length(),
+                quote(&format_duration(l.idle_timeout()))
+            ));
         }
         Ok(out)
     }

@@ -227,7 +227,10 @@ impl RegistryLimits {
             ));
         }
         if self.idle_timeout.is_zero() {
-            return Err(ConfigError::new("idle_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "idle_timeout",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }

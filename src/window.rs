@@ -434,10 +434,7 @@ impl Window {
     pub(crate) fn rejected_ignored(&self) -> (u64, u64) {
         self.cells(REJECTED, IGNORED)
             .fold((0, 0), |(r, i), (a, b)| {
-                (
-                    r + a.load(Ordering::Relaxed),
-                    i + b.load(Ordering::Relaxed),
-                )
+                (r + a.load(Ordering::Relaxed), i + b.load(Ordering::Relaxed))
             })
     }
 }
@@ -542,11 +539,20 @@ mod tests {
         let stripe = stripe_index(w.stripe_mask);
         let base = STRIPE_EXTRA;
         // 2^32 - 3 calls of which 7 failed, and as many slow failures, already recorded.
-        w.cell(stripe, base).store((HIGH - 3) | 7 << 32, Ordering::Relaxed);
-        w.cell(stripe, base + 1).store((HIGH - 3) << 32, Ordering::Relaxed);
+        w.cell(stripe, base)
+            .store((HIGH - 3) | 7 << 32, Ordering::Relaxed);
+        w.cell(stripe, base + 1)
+            .store((HIGH - 3) << 32, Ordering::Relaxed);
         for _ in 0..10 {
             w.record(0, W, err());
-            w.record(0, W, Outcome { failed: true, slow: true });
+            w.record(
+                0,
+                W,
+                Outcome {
+                    failed: true,
+                    slow: true,
+                },
+            );
         }
         let c = w.counts(0, W);
         assert_eq!(c.calls, (1 << 32) - 3 + 20);

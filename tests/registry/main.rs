@@ -7,8 +7,7 @@ use tower::{ServiceExt, service_fn};
 use tower_circuit_breaker::config::ConfigPatch;
 use tower_circuit_breaker::error::{CircuitOpen, RejectReason};
 use tower_circuit_breaker::registry::{
-    FallbackCause, KeyRefused, RegistryConfig, RegistryLimits, ServiceOverrides,
-    on_failure_too,
+    FallbackCause, KeyRefused, RegistryConfig, RegistryLimits, ServiceOverrides, on_failure_too,
 };
 use tower_circuit_breaker::{
     BoxError, CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState, NoFallback,
@@ -505,7 +504,9 @@ async fn keys_beyond_capacity_share_the_overflow_circuit_and_are_counted() {
     // Through execute a refused key still runs, on the overflow circuit.
     assert!(ok(&registry, "s", "op-4").await);
     assert!(ok(&registry, "s", "op-5").await);
-    let overflow = registry.overflow().expect("made on the first refused execute");
+    let overflow = registry
+        .overflow()
+        .expect("made on the first refused execute");
     assert_eq!(overflow.name(), "(overflow)/(overflow)");
     assert_eq!(overflow.stats().success_count, 2);
     assert!(registry.circuit("s", "op-6", None).ptr_eq(&overflow));
@@ -517,14 +518,23 @@ async fn keys_beyond_capacity_share_the_overflow_circuit_and_are_counted() {
     assert_eq!(registry.len(), 3);
     // The overflow circuit is one circuit: failures of refused keys open it for all.
     for i in 0..10 {
-        fail(&registry, "s", &format!("bad-{i}"), &CircuitBreakerConfig::dynamodb()).await;
+        fail(
+            &registry,
+            "s",
+            &format!("bad-{i}"),
+            &CircuitBreakerConfig::dynamodb(),
+        )
+        .await;
     }
     assert_eq!(overflow.state(), CircuitState::Open);
     let out: Result<(), BoxError> = registry
         .execute("s", "other", || async { Ok(()) }, NoFallback, None)
         .await;
     assert!(out.unwrap_err().is::<CircuitOpen>());
-    assert_eq!(registry.stats("s", "op-0").unwrap().state, CircuitState::Closed);
+    assert_eq!(
+        registry.stats("s", "op-0").unwrap().state,
+        CircuitState::Closed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -550,7 +560,10 @@ async fn a_name_over_the_limit_is_refused_with_a_typed_error() {
 fn invalid_limits_are_refused_naming_the_field() {
     let e = RegistryLimits::builder().capacity(0).build().unwrap_err();
     assert_eq!(e.field(), "capacity");
-    let e = RegistryLimits::builder().max_name_length(0).build().unwrap_err();
+    let e = RegistryLimits::builder()
+        .max_name_length(0)
+        .build()
+        .unwrap_err();
     assert_eq!(e.field(), "max_name_length");
     let e = RegistryLimits::builder()
         .max_name_length(64 * 1024 + 1)
@@ -583,7 +596,10 @@ async fn evict_idle_forgets_only_idle_circuits_and_held_handles_keep_working() {
     for _ in 0..10 {
         fail(&registry, "s", "open", &config).await;
     }
-    assert_eq!(registry.stats("s", "open").unwrap().state, CircuitState::Open);
+    assert_eq!(
+        registry.stats("s", "open").unwrap().state,
+        CircuitState::Open
+    );
     // A call in flight through execute keeps its circuit.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let r2 = registry.clone();
@@ -620,7 +636,11 @@ async fn evict_idle_forgets_only_idle_circuits_and_held_handles_keep_working() {
     // The registry makes a fresh circuit for the key, with its listeners.
     let fresh = registry.circuit("s", "held", &config);
     assert!(!fresh.ptr_eq(&held));
-    assert_eq!(fresh.stats().success_count, 0, "eviction forgets lifetime counts");
+    assert_eq!(
+        fresh.stats().success_count,
+        0,
+        "eviction forgets lifetime counts"
+    );
     let seen = *transitions.lock().unwrap();
     fresh.force_open();
     assert_eq!(*transitions.lock().unwrap(), seen + 1);
@@ -631,8 +651,7 @@ async fn evict_idle_forgets_only_idle_circuits_and_held_handles_keep_working() {
 #[tokio::test(start_paused = true)]
 async fn a_circuit_with_outcomes_in_its_window_is_not_idle() {
     // The window (60 s for dynamodb) is longer than the idle time.
-    let registry =
-        CircuitBreakerRegistry::with_config(limits(100, Duration::from_secs(10)));
+    let registry = CircuitBreakerRegistry::with_config(limits(100, Duration::from_secs(10)));
     assert!(ok(&registry, "s", "busy").await);
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(registry.evict_idle(), 0);
@@ -679,4 +698,58 @@ async fn apply_config_changes_the_limits() {
         KeyRefused::Full { capacity: 1 }
     );
     assert_eq!(registry.config().limits.capacity(), 1);
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn limits_are_read_from_documents_checked_and_written_back() {
+    let toml = r#"
+        [limits]
+        capacity = 500
+        max_name_length = 64
+        idle_timeout = "2m"
+    "#;
+    let config = RegistryConfig::from_toml(toml).unwrap();
+    let l = config.limits;
+    assert_eq!(
+        (l.capacity(), l.max_name_length(), l.idle_timeout()),
+        (500, 64, Duration::from_secs(120))
+    );
+    let json = r#"{ "limits": { "capacity": 7 } }"#;
+    let config = RegistryConfig::from_json(json).unwrap();
+    assert_eq!(config.limits.capacity(), 7);
+    assert_eq!(config.limits.max_name_length(), 256);
+    // Round trip; the defaults are not written out.
+    let back = RegistryConfig::from_toml(&config.to_toml().unwrap()).unwrap();
+    assert_eq!(back, config);
+    assert!(
+        !RegistryConfig::default()
+            .to_toml()
+            .unwrap()
+            .contains("limits")
+    );
+    let back = RegistryConfig::from_json(&config.to_json().unwrap()).unwrap();
+    assert_eq!(back, config);
+    // Bad values name the table and the field.
+    let err = RegistryConfig::from_toml("[limits]\ncapacity = 0\n").unwrap_err();
+    assert_eq!(
+        (err.key(), err.field()),
+        ("limits", Some("capacity")),
+        "{err}"
+    );
+    let err = RegistryConfig::from_json(r#"{ "limits": { "idle_timeout": "0s" } }"#).unwrap_err();
+    assert_eq!(
+        (err.key(), err.field()),
+        ("limits", Some("idle_timeout")),
+        "{err}"
+    );
+    let err = RegistryConfig::from_json(r#"{ "limits": { "idle_timeout": 60 } }"#).unwrap_err();
+    assert_eq!(
+        (err.key(), err.field()),
+        ("limits", Some("idle_timeout")),
+        "{err}"
+    );
+    let err = RegistryConfig::from_json(r#"{ "limits": { "capacty": 5 } }"#).unwrap_err();
+    assert_eq!(err.key(), "limits", "{err}");
+    assert!(err.message().contains("capacty"), "{err}");
 }
