@@ -532,7 +532,10 @@ impl Entry {
             return false; // a call is running through it
         }
         let c = &self.circuit;
-        if c.state() != crate::CircuitState::Closed {
+        // The circuit's clock started at its creation: a young circuit is not idle, and
+        // this check spares the stats of every circuit of a table that is filling up.
+        let now = c.now_ns();
+        if now < idle_ns || c.state() != crate::CircuitState::Closed {
             return false;
         }
         let stats = c.stats();
@@ -544,7 +547,7 @@ impl Entry {
                 .map_or(0, |d| d.as_nanos() as u64)
         };
         let last = since(stats.last_success_time).max(since(stats.last_failure_time));
-        c.now_ns().saturating_sub(last) >= idle_ns
+        now.saturating_sub(last) >= idle_ns
     }
 }
 
