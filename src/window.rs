@@ -231,13 +231,18 @@ impl Window {
     /// A cell of a stripe to write to, allocating the stripe's lines on first use.
     #[inline]
     fn cell(&self, stripe: usize, i: usize) -> &AtomicU64 {
-        let lines = self.lines[stripe].get_or_init(|| self.new_stripe());
+        let lines = match self.lines[stripe].get() {
+            Some(lines) => lines,
+            None => self.new_stripe(stripe),
+        };
         &lines[i / LINE].0[i % LINE]
     }
 
+    /// Allocates a stripe's lines (once, whoever races).
     #[cold]
-    fn new_stripe(&self) -> Box<[Line]> {
-        (0..self.lines_per_stripe).map(|_| Line::new()).collect()
+    #[inline(never)]
+    fn new_stripe(&self, stripe: usize) -> &[Line] {
+        self.lines[stripe].get_or_init(|| (0..self.lines_per_stripe).map(|_| Line::new()).collect())
     }
 
     /// Cells `i` and `j` of every stripe written to so far.
@@ -250,7 +255,7 @@ impl Window {
     }
 
     /// Records one outcome at `now_ns` into the bucket of that instant.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, now_ns: u64, width_ns: u64, o: Outcome) {
         let cursor = self.cursor.load(Ordering::Acquire);
         let cursor_idx = cursor >> SLOT_BITS;
