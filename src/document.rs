@@ -91,7 +91,7 @@
 //!   `slow_call_is_failure`, `dropped_call_is_failure`, `metrics_only`, and `backoff`
 //!   (`{ multiplier, max, jitter }`, `jitter` optional).
 //! * `limits` (optional) bounds the registry itself (see
-//!   [`RegistryLimits`](crate::registry::RegistryLimits)): `capacity` (circuits, default
+//!   [`RegistryLimits`]): `capacity` (circuits, default
 //!   10 000), `max_name_length` (bytes of a service or operation name, default 256) and
 //!   `idle_timeout` (default `"15m"`). It is written out only when it differs from the
 //!   defaults.

@@ -785,7 +785,7 @@ impl CircuitBreakerRegistry {
         let settings = self.settings();
         let capacity = self.inner.capacity.load(Ordering::Relaxed);
         let idle_ns = self.inner.idle_ns.load(Ordering::Relaxed);
-        let made = self.inner.table.find_or_insert(
+        let (made, evicted) = self.inner.table.find_or_insert(
             hash,
             service,
             operation,
@@ -810,10 +810,12 @@ impl CircuitBreakerRegistry {
                 }
             },
             |e| e.is_idle(idle_ns),
-            |n| {
-                self.inner.evicted.fetch_add(n as u64, Ordering::Relaxed);
-            },
         );
+        if evicted > 0 {
+            self.inner
+                .evicted
+                .fetch_add(evicted as u64, Ordering::Relaxed);
+        }
         made.map_err(|Refusal::Full| self.refused(KeyRefused::Full { capacity }))
     }
 

@@ -79,7 +79,7 @@ impl Table {
 
     /// The entry of the key, made by `make` if there is none and the table holds fewer
     /// than `capacity` entries; `make` runs at most once per key, however many callers
-    /// race. Every call for a new key counts towards the shard's next sweep, in which
+    /// race. Returns how many entries left in a sweep, too. Every call for a new key counts towards the shard's next sweep, in which
     /// `idle` entries leave: one sweep per `len / 4 + 1` such calls into the shard, so
     /// sweeps cost at most four idle checks per call, amortised, full table or not.
     pub(super) fn find_or_insert(
@@ -90,23 +90,24 @@ impl Table {
         capacity: usize,
         make: impl FnOnce() -> Entry,
         idle: impl Fn(&Arc<Entry>) -> bool,
-        evicted: impl Fn(usize),
-    ) -> Result<Arc<Entry>, Refusal> {
+    ) -> (Result<Arc<Entry>, Refusal>, usize) {
         let shard = self.shard(hash);
         let mut map = Self::write(shard);
         if let Some(e) = map.find(hash, |e| e.hash == hash && e.is(service, operation)) {
-            return Ok(e.clone());
+            return (Ok(e.clone()), 0);
         }
         let calls = shard.since_sweep.fetch_add(1, Ordering::Relaxed) + 1;
-        if calls > map.len() / 4 {
-            evicted(self.sweep_locked(shard, &mut map, &idle));
-        }
+        let evicted = if calls > map.len() / 4 {
+            self.sweep_locked(shard, &mut map, &idle)
+        } else {
+            0
+        };
         if !self.reserve(capacity) {
-            return Err(Refusal::Full);
+            return (Err(Refusal::Full), evicted);
         }
         let entry = Arc::new(make());
         map.insert_unique(hash, entry.clone(), |e| e.hash);
-        Ok(entry)
+        (Ok(entry), evicted)
     }
 
     /// Counts one more entry if there are fewer than `capacity`.
