@@ -147,6 +147,28 @@ fn registry(c: &mut Criterion) {
             start.elapsed()
         })
     });
+    g.bench_function("execute_two_threads_one_key_of_10000", |b| {
+        b.iter_custom(|n| {
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        for i in 0..n {
+                            let r: Result<u64, BoxError> = now(registry.execute(
+                                service,
+                                operation,
+                                || async move { Ok(black_box(i)) },
+                                NoFallback,
+                                &config,
+                            ));
+                            black_box(r.is_ok());
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
     g.bench_function("lookup_existing_key_of_10000", |b| {
         b.iter(|| black_box(registry.get(black_box(service), black_box(operation))))
     });

@@ -78,11 +78,13 @@
 //!
 //! # Cost
 //!
-//! Looking up an existing key hashes it once, takes a read lock on one of 64 shards,
-//! finds it in the shard's hash table and counts one reference to the entry for as long
-//! as the call runs: no allocation, and no lock shared by keys in different shards.
-//! Creating a circuit takes the shard's write lock; the table grows, so lookups and
-//! inserts stay O(1) at a million keys (see `benches/registry.rs`).
+//! Looking up an existing key hashes it once, takes the read lock of its thread's copy
+//! of one of 64 shards, finds it in that hash table and counts one reference to its
+//! thread's handle to the circuit for as long as the call runs. Lock and count are on
+//! cache lines of the thread's stripe (one per core, at most 8), so threads calling one
+//! key do not contend; nothing is allocated but a stripe's handle, on its first lookup
+//! of the key. Creating a circuit takes the write locks of one shard's copies; the tables
+//! grow, so lookups and inserts stay O(1) at a million keys (see `benches/registry.rs`).
 //!
 //! The hash is a fast multiply-rotate over 8-byte words, seeded at random per registry.
 //! It is not built to resist keys chosen by an attacker: keys from request data are
@@ -147,10 +149,18 @@ struct Entry {
     /// The configuration asked for at creation, before overrides: re-applying a document
     /// recomputes the circuit's configuration from it.
     base: Arc<CircuitBreakerConfig>,
+    /// Per thread stripe, a handle to the circuit that lookups clone: a reference count
+    /// per stripe, so threads running calls through one key write to no common line.
+    /// Made on the stripe's first lookup.
+    handles: Box<[OnceLock<Arc<Handle>>]>,
     /// The wall time the circuit's clock started from (taken just after it, so to within
     /// microseconds): its stats' times minus this are instants of its own clock.
     origin: SystemTime,
 }
+
+/// One stripe's handle to an entry's circuit: held for as long as a call runs through it.
+#[repr(align(64))]
+struct Handle(Circuit);
 
 /// The registry-wide configuration: a default and per-key overrides.
 ///
@@ -526,9 +536,16 @@ impl Entry {
         &self.circuit.name()[self.split as usize + 1..]
     }
 
+    /// This stripe's handle.
+    #[inline]
+    fn handle(&self, stripe: usize) -> &Arc<Handle> {
+        self.handles[stripe].get_or_init(|| Arc::new(Handle(self.circuit.clone())))
+    }
+
     /// Whether the registry may forget it; see the module docs, "Limits".
     fn is_idle(self: &Arc<Self>, idle_ns: u64) -> bool {
-        if Arc::strong_count(self) > 1 {
+        let held = |h: &OnceLock<Arc<Handle>>| h.get().is_some_and(|h| Arc::strong_count(h) > 1);
+        if self.handles.iter().any(held) {
             return false; // a call is running through it
         }
         let c = &self.circuit;
@@ -698,10 +715,10 @@ impl CircuitBreakerRegistry {
 
     /// The circuit of `(service, operation)`, if it exists.
     pub fn get(&self, service: &str, operation: &str) -> Option<Circuit> {
-        self.find(service, operation).map(|e| e.circuit.clone())
+        self.find(service, operation).map(|h| h.0.clone())
     }
 
-    fn find(&self, service: &str, operation: &str) -> Option<Arc<Entry>> {
+    fn find(&self, service: &str, operation: &str) -> Option<Arc<Handle>> {
         let max = self.inner.max_name_length.load(Ordering::Relaxed);
         if service.len() > max || operation.len() > max {
             return None;
@@ -724,7 +741,7 @@ impl CircuitBreakerRegistry {
     ) -> Circuit {
         let config = config.into();
         match self.entry(service, operation, config) {
-            Ok(e) => e.circuit.clone(),
+            Ok(h) => h.0.clone(),
             Err(_) => self.overflow_circuit(config).clone(),
         }
     }
@@ -745,17 +762,18 @@ impl CircuitBreakerRegistry {
         config: impl Into<Option<&'c CircuitBreakerConfig>>,
     ) -> Result<Circuit, KeyRefused> {
         self.entry(service, operation, config.into())
-            .map(|e| e.circuit.clone())
+            .map(|h| h.0.clone())
     }
 
-    /// The entry of the key, created if needed, or the refusal (counted and logged).
+    /// This thread's handle to the key's circuit, created if needed, or the refusal
+    /// (counted and logged).
     #[inline]
     fn entry(
         &self,
         service: &str,
         operation: &str,
         config: Option<&CircuitBreakerConfig>,
-    ) -> Result<Arc<Entry>, KeyRefused> {
+    ) -> Result<Arc<Handle>, KeyRefused> {
         let max = self.inner.max_name_length.load(Ordering::Relaxed);
         for (field, name) in [("service", service), ("operation", operation)] {
             if name.len() > max {
@@ -780,7 +798,7 @@ impl CircuitBreakerRegistry {
         service: &str,
         operation: &str,
         config: Option<&CircuitBreakerConfig>,
-    ) -> Result<Arc<Entry>, KeyRefused> {
+    ) -> Result<Arc<Handle>, KeyRefused> {
         // Settings first, then the table: the same order as `apply_config`.
         let settings = self.settings();
         let capacity = self.inner.capacity.load(Ordering::Relaxed);
@@ -806,6 +824,9 @@ impl CircuitBreakerRegistry {
                     split: service.len() as u32,
                     circuit,
                     base,
+                    handles: (0..self.inner.table.stripes())
+                        .map(|_| OnceLock::new())
+                        .collect(),
                     origin,
                 }
             },
@@ -939,7 +960,7 @@ impl CircuitBreakerRegistry {
         // The entry is held for the call: a circuit with a call running is not idle.
         let entry = self.entry(service, operation, config);
         let circuit = match &entry {
-            Ok(e) => &e.circuit,
+            Ok(h) => &h.0,
             Err(_) => self.overflow_circuit(config),
         };
         match circuit.call(f()).await {
@@ -954,7 +975,7 @@ impl CircuitBreakerRegistry {
 
     /// The stats of `(service, operation)`, the seed's `getCircuitBreakerStats`.
     pub fn stats(&self, service: &str, operation: &str) -> Option<CircuitBreakerStats> {
-        self.find(service, operation).map(|e| e.circuit.stats())
+        self.find(service, operation).map(|h| h.0.stats())
     }
 
     /// Every circuit with its key, sorted by service then operation (the overflow

@@ -78,7 +78,7 @@ impl Line {
 
 /// Number of stripes, shared by every window in the process: the next power of two at or
 /// above the available parallelism, at most 8.
-fn stripes() -> usize {
+pub(crate) fn stripes() -> usize {
     static STRIPES: AtomicUsize = AtomicUsize::new(0);
     match STRIPES.load(Ordering::Relaxed) {
         0 => {
@@ -95,7 +95,7 @@ fn stripes() -> usize {
 
 /// The stripe this thread writes to.
 #[inline]
-fn stripe_index(mask: usize) -> usize {
+pub(crate) fn stripe_index(mask: usize) -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static ID: usize = NEXT.fetch_add(1, Ordering::Relaxed);

