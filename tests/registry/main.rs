@@ -753,3 +753,34 @@ fn limits_are_read_from_documents_checked_and_written_back() {
     assert_eq!(err.key(), "limits", "{err}");
     assert!(err.message().contains("capacty"), "{err}");
 }
+
+/// Lookups read a copy of the table per thread stripe: an evicted key is gone from every
+/// copy, and a key made on one thread is found from every other.
+#[tokio::test(start_paused = true)]
+async fn every_thread_sees_inserts_and_evictions() {
+    let registry = CircuitBreakerRegistry::with_config(limits(1_000, Duration::from_secs(60)));
+    for i in 0..100 {
+        assert!(ok(&registry, "s", &format!("op-{i}")).await);
+    }
+    let look = |registry: &CircuitBreakerRegistry| {
+        std::thread::scope(|scope| {
+            (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..100)
+                            .filter(|i| registry.get("s", &format!("op-{i}")).is_some())
+                            .count()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(look(&registry), [100; 8]);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert_eq!(registry.evict_idle(), 100);
+    assert_eq!(look(&registry), [0; 8]);
+    assert_eq!(registry.len(), 0);
+}
