@@ -116,8 +116,9 @@ struct Shared {
     written: Written,
     window: Window,
     name: Arc<str>,
-    /// Copies of the name for rejections, one per window stripe.
-    names: Box<[Name]>,
+    /// Copies of the name for rejections, one per window stripe, made on the stripe's
+    /// first rejection (a circuit that never rejects holds none).
+    names: Box<[std::sync::OnceLock<Name>]>,
     service: Arc<str>,
     operation: Arc<str>,
     clock: Clock,
@@ -324,7 +325,7 @@ impl Circuit {
                 last_failure: AtomicU64::new(0),
             },
             names: (0..window.stripe_count())
-                .map(|_| Name::new(&name))
+                .map(|_| std::sync::OnceLock::new())
                 .collect(),
             window,
             #[cfg(feature = "metrics")]
@@ -356,10 +357,13 @@ impl Circuit {
         &self.shared.name
     }
 
-    /// The name for a rejection: this thread's stripe's copy (see [`Name`]).
+    /// The name for a rejection: this thread's stripe's copy (see [`Name`]), made on the
+    /// stripe's first rejection.
     #[inline]
     pub(crate) fn rejection_name(&self) -> Name {
-        self.shared.names[self.shared.window.stripe()].clone()
+        self.shared.names[self.shared.window.stripe()]
+            .get_or_init(|| Name::new(&self.shared.name))
+            .clone()
     }
 
     /// The current state. Reading it never changes it: an Open circuit whose recovery

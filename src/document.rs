@@ -91,6 +91,11 @@
 //!   [`CircuitBreakerConfig::half_open_max_wait`]), `window_buckets`, `failure_rate_threshold`, `slow_call_rate_threshold`,
 //!   `slow_call_is_failure`, `dropped_call_is_failure`, `metrics_only`, and `backoff`
 //!   (`{ multiplier, max, jitter }`, `jitter` optional).
+//! * `limits` (optional) bounds the registry itself (see
+//!   [`RegistryLimits`]): `capacity` (circuits, default
+//!   10 000), `max_name_length` (bytes of a service or operation name, default 256) and
+//!   `idle_timeout` (default `"15m"`). It is written out only when it differs from the
+//!   defaults.
 //! * Durations are strings with a unit: `"250ns"`, `"250us"` (or `"250µs"`), `"500ms"`,
 //!   `"30s"`, `"1m"`, `"2h"`, and decimals such as `"1.5s"`. A bare number is refused:
 //!   `30` could mean seconds or milliseconds. See [`parse_duration`].
@@ -141,7 +146,7 @@
 
 use crate::config::{Backoff, ConfigError, ConfigPatch};
 use crate::error::RejectReason;
-use crate::registry::{RegistryConfig, RegistryConfigError, ServiceOverrides};
+use crate::registry::{RegistryConfig, RegistryConfigError, RegistryLimits, ServiceOverrides};
 use crate::{CircuitBreakerConfig, CircuitBreakerRegistry};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeStruct, Serializer};
@@ -511,7 +516,9 @@ keys! {
 const TOML_DATETIME: &str = "$__toml_private_datetime";
 
 /// Keys of the document's top level.
-const REGISTRY_KEYS: &[&str] = &["default", "services"];
+const REGISTRY_KEYS: &[&str] = &["default", "services", "limits"];
+/// Keys of the `limits` table.
+const LIMITS_KEYS: &[&str] = &["capacity", "max_name_length", "idle_timeout"];
 
 /// Reads the value of `field` from `map` into `patch`: the one place a configuration
 /// field is read, shared by every table that holds fields.
@@ -914,10 +921,85 @@ impl<'de> Deserialize<'de> for ServiceOverrides {
 impl Serialize for RegistryConfig {
     /// `{ "default": <CircuitBreakerConfig>, "services": { ... } }`.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("RegistryConfig", 2)?;
+        let custom = self.limits != RegistryLimits::default();
+        let mut s = serializer.serialize_struct("RegistryConfig", 2 + usize::from(custom))?;
         s.serialize_field("default", &self.default)?;
         s.serialize_field("services", &self.services)?;
+        if custom {
+            s.serialize_field("limits", &LimitsDoc(self.limits))?;
+        } else {
+            s.skip_field("limits")?;
+        }
         s.end()
+    }
+}
+
+/// The `limits` table: `{ capacity, max_name_length, idle_timeout }`, each optional.
+#[derive(Debug)]
+struct LimitsDoc(RegistryLimits);
+
+impl Serialize for LimitsDoc {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("RegistryLimits", 3)?;
+        s.serialize_field("capacity", &self.0.capacity())?;
+        s.serialize_field("max_name_length", &self.0.max_name_length())?;
+        s.serialize_field("idle_timeout", &format_duration(self.0.idle_timeout()))?;
+        s.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for LimitsDoc {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LimitsVisitor;
+
+        impl<'de> Visitor<'de> for LimitsVisitor {
+            type Value = LimitsDoc;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of registry limits")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LimitsDoc, A::Error> {
+                let mut limits = RegistryLimits::default();
+                let mut seen = 0;
+                while let Some(field) = map.next_key_seed(KeySeed {
+                    names: LIMITS_KEYS,
+                    seen: &mut seen,
+                })? {
+                    limits = map.next_value_seed(LimitSeed { limits, field })?;
+                }
+                Ok(LimitsDoc(limits))
+            }
+        }
+
+        deserializer.deserialize_map(LimitsVisitor)
+    }
+}
+
+/// Reads one field of `limits` and checks it, so an error's path ends at the field.
+struct LimitSeed {
+    limits: RegistryLimits,
+    field: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for LimitSeed {
+    type Value = RegistryLimits;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<RegistryLimits, D::Error> {
+        let l = self.limits;
+        let b = RegistryLimits::builder()
+            .capacity(l.capacity())
+            .max_name_length(l.max_name_length())
+            .idle_timeout(l.idle_timeout());
+        let b = match self.field {
+            0 => b.capacity(usize::deserialize(deserializer)?),
+            1 => b.max_name_length(usize::deserialize(deserializer)?),
+            _ => b.idle_timeout(DurationDe::deserialize(deserializer)?.0),
+        };
+        b.build().map_err(|e| de::Error::custom(e.rule()))
     }
 }
 
@@ -926,6 +1008,7 @@ impl Serialize for RegistryConfig {
 struct RawRegistry {
     default: Option<ConfigDoc>,
     services: BTreeMap<String, ServiceOverrides>,
+    limits: Option<LimitsDoc>,
 }
 
 impl<'de> Deserialize<'de> for RawRegistry {
@@ -936,7 +1019,7 @@ impl<'de> Deserialize<'de> for RawRegistry {
             type Value = RawRegistry;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a table with `default` and `services`")
+                f.write_str("a table with `default`, `services` and `limits`")
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRegistry, A::Error> {
@@ -946,10 +1029,10 @@ impl<'de> Deserialize<'de> for RawRegistry {
                     names: REGISTRY_KEYS,
                     seen: &mut seen,
                 })? {
-                    if i == 0 {
-                        raw.default = Some(map.next_value()?);
-                    } else {
-                        raw.services = map.next_value::<UniqueMap<ServiceOverrides>>()?.0;
+                    match i {
+                        0 => raw.default = Some(map.next_value()?),
+                        1 => raw.services = map.next_value::<UniqueMap<ServiceOverrides>>()?.0,
+                        _ => raw.limits = Some(map.next_value()?),
                     }
                 }
                 Ok(raw)
@@ -994,6 +1077,7 @@ impl RawRegistry {
         Ok(RegistryConfig {
             default,
             services: self.services,
+            limits: self.limits.map(|l| l.0).unwrap_or_default(),
         })
     }
 }
@@ -1031,7 +1115,7 @@ fn locate(path: &serde_path_to_error::Path) -> (String, Option<String>) {
         })
         .collect();
     let table = match segments.first().map(String::as_str) {
-        Some("default") => 1,
+        Some("default" | "limits") => 1,
         Some("services") if segments.len() >= 4 && segments[2] == "operations" => 4,
         Some("services") => 2,
         _ => 0,
@@ -1276,6 +1360,15 @@ impl RegistryConfig {
                     patch,
                 );
             }
+        }
+        if self.limits != RegistryLimits::default() {
+            let l = self.limits;
+            out.push_str(&format!(
+                "\n[limits]\ncapacity = {}\nmax_name_length = {}\nidle_timeout = {}\n",
+                l.capacity(),
+                l.max_name_length(),
+                quote(&format_duration(l.idle_timeout()))
+            ));
         }
         Ok(out)
     }

@@ -40,21 +40,56 @@
 //! configurations: the call-site configuration counts only at creation. Change a live
 //! circuit with [`CircuitBreakerRegistry::apply_config`] or [`Circuit::reconfigure`].
 //!
+//! # Limits
+//!
+//! Keys often come from data (an operation name per route, a tenant in a key), so the
+//! registry bounds what data can make it hold; see [`RegistryLimits`]:
+//!
+//! * **Capacity** (default 10 000 circuits). A new key beyond it is served by the
+//!   registry's one **overflow circuit** (key `("(overflow)", "(overflow)")`, see
+//!   [`CircuitBreakerRegistry::overflow`]): [`execute`](CircuitBreakerRegistry::execute),
+//!   [`circuit`](CircuitBreakerRegistry::circuit) and
+//!   [`layer`](CircuitBreakerRegistry::layer) keep working, but every refused key shares
+//!   that circuit's state, so failures of one can open it for all.
+//!   [`try_circuit`](CircuitBreakerRegistry::try_circuit) returns the refusal instead, as
+//!   a [`KeyRefused`]. Refusals are counted ([`CircuitBreakerRegistry::registry_stats`])
+//!   and logged at warn level on the 1st, 2nd, 4th, 8th, … refusal, never once per key.
+//! * **Name length** (default 256 bytes each for the service and the operation). A
+//!   longer name is refused the same way, before it is hashed or copied.
+//! * **Idle eviction** (default after 15 minutes). A circuit is *idle* when it is Closed
+//!   with no manual override, its window is empty, no
+//!   [`execute`](CircuitBreakerRegistry::execute) call is running through it, and no
+//!   call has completed through it (nor was it created) for `idle_timeout`. Idle circuits
+//!   leave the table lazily as new keys arrive (no timer, no task): the table has 64
+//!   shards, and a shard is swept once per `n / 4 + 1` new keys that land in it, `n`
+//!   being its size, so a new key costs at most four idle checks, amortised. A full
+//!   table sweeps on the same schedule, so a new key may get the overflow circuit
+//!   although idle circuits remain in shards not yet swept;
+//!   [`CircuitBreakerRegistry::evict_idle`] sweeps every shard at once.
+//!
+//! Eviction forgets the circuit: its lifetime counts (successes, failures, rejections),
+//! listeners attached to that [`Circuit`] itself (registry-wide listeners attach again
+//! to the next circuit of the key) and changes made with [`Circuit::reconfigure`]. A
+//! handle to it held elsewhere (a [`Circuit`], a [`CircuitBreakerLayer`], a call in
+//! flight) keeps working on the evicted circuit; the next call for the key through the
+//! registry creates a fresh one. A key used through a long-lived layer should therefore
+//! keep a call going through the registry now and then, or hold the circuit in its own
+//! right (build the layer from [`Circuit`] directly).
+//!
 //! # Cost
 //!
-//! Looking up an existing key hashes it once and walks a short chain of entries without
-//! taking a lock or touching a reference count: the registry's table of circuits only
-//! grows (a circuit, once created, lives as long as the registry), so
-//! [`execute`](CircuitBreakerRegistry::execute) borrows the circuit for as long as it
-//! borrows the registry. It allocates nothing. Creating a circuit takes one of 16 locks.
-//! The table has 4 096 chains: at 10 000 keys a chain holds two or three entries; at
-//! 100 000, about 25 (compared by hash before any string).
+//! Looking up an existing key hashes it once, takes the read lock of its thread's copy
+//! of one of 64 shards, finds it in that hash table and counts one reference to its
+//! thread's handle to the circuit for as long as the call runs. Lock and count are on
+//! cache lines of the thread's stripe (one per core, at most 8), so threads calling one
+//! key do not contend; nothing is allocated but a stripe's handle, on its first lookup
+//! of the key. Creating a circuit takes the write locks of one shard's copies; the tables
+//! grow, so lookups and inserts stay O(1) at a million keys (see `benches/registry.rs`).
 //!
-//! The hash is a fast multiply-rotate over 8-byte words, seeded at random per registry:
-//! keys are the names of services and operations in your code, short and few, and
-//! SipHash cost more than the rest of the lookup together. It is not built to resist
-//! keys chosen by an attacker; do not make registry keys out of request data (a key per
-//! tenant or per user is also a circuit per tenant or user, which is rarely meant).
+//! The hash is a fast multiply-rotate over 8-byte words, seeded at random per registry.
+//! It is not built to resist keys chosen by an attacker: keys from request data are
+//! bounded in number and length by the limits above, but a crafted set of keys could
+//! still make one shard's chains long.
 
 use crate::config::{ConfigError, ConfigPatch};
 use crate::error::{CallError, CircuitOpen};
@@ -64,12 +99,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
 
-/// Chains in the table (a power of two).
-const CHAINS: usize = 4096;
-/// Locks that serialize creation, each guarding every 16th chain.
-const CREATE_LOCKS: usize = 16;
+mod limits;
+mod table;
+pub use limits::{KeyRefused, RegistryLimits, RegistryLimitsBuilder, RegistryStats};
+use table::{Refusal, Table};
+
+/// The key of the overflow circuit, which serves keys the registry refuses.
+pub const OVERFLOW: &str = "(overflow)";
 
 type Listener = Arc<dyn Fn(&TransitionEvent) + Send + Sync>;
 
@@ -85,6 +125,17 @@ struct Inner {
     seed: u64,
     table: Table,
     settings: RwLock<Settings>,
+    /// The limits in force, readable without the settings lock.
+    capacity: AtomicUsize,
+    max_name_length: AtomicUsize,
+    idle_ns: AtomicU64,
+    refused_full: AtomicU64,
+    refused_name: AtomicU64,
+    evicted: AtomicU64,
+    overflow: OnceLock<Circuit>,
+    /// The last base configuration a circuit was created with: circuits created with an
+    /// equal one share it.
+    last_base: Mutex<Option<Arc<CircuitBreakerConfig>>>,
 }
 
 struct Settings {
@@ -93,13 +144,25 @@ struct Settings {
 }
 
 struct Entry {
-    service: Box<str>,
-    operation: Box<str>,
+    hash: u64,
+    /// The length of the service name: the circuit's name is `service/operation`.
+    split: u32,
     circuit: Circuit,
     /// The configuration asked for at creation, before overrides: re-applying a document
     /// recomputes the circuit's configuration from it.
-    base: CircuitBreakerConfig,
+    base: Arc<CircuitBreakerConfig>,
+    /// Per thread stripe, a handle to the circuit that lookups clone: a reference count
+    /// per stripe, so threads running calls through one key write to no common line.
+    /// Made on the stripe's first lookup.
+    handles: Box<[OnceLock<Arc<Handle>>]>,
+    /// The wall time the circuit's clock started from (taken just after it, so to within
+    /// microseconds): its stats' times minus this are instants of its own clock.
+    origin: SystemTime,
 }
+
+/// One stripe's handle to an entry's circuit: held for as long as a call runs through it.
+#[repr(align(64))]
+struct Handle(Circuit);
 
 /// The registry-wide configuration: a default and per-key overrides.
 ///
@@ -111,6 +174,8 @@ pub struct RegistryConfig {
     pub default: CircuitBreakerConfig,
     /// Overrides per service, and per operation within it.
     pub services: BTreeMap<String, ServiceOverrides>,
+    /// How many circuits, how long their names, how long idle ones stay.
+    pub limits: RegistryLimits,
 }
 
 /// Overrides for one service's circuits.
@@ -268,80 +333,6 @@ pub(crate) fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
     out
 }
 
-/// One entry of a chain. Chains only grow, at their tail, under a creation lock; readers
-/// follow `next` without one.
-struct Node {
-    hash: u64,
-    entry: Entry,
-    next: OnceLock<Box<Node>>,
-}
-
-/// The table: chains of entries by the low bits of the key's hash.
-struct Table {
-    chains: Box<[OnceLock<Box<Node>>]>,
-    create: [Mutex<()>; CREATE_LOCKS],
-}
-
-impl Table {
-    fn new() -> Self {
-        Table {
-            chains: (0..CHAINS).map(|_| OnceLock::new()).collect(),
-            create: std::array::from_fn(|_| Mutex::new(())),
-        }
-    }
-
-    fn chain(&self, hash: u64) -> &OnceLock<Box<Node>> {
-        &self.chains[hash as usize & (CHAINS - 1)]
-    }
-
-    /// The entry of `(service, operation)`, without a lock.
-    #[inline]
-    fn find(&self, hash: u64, service: &str, operation: &str) -> Option<&Entry> {
-        let mut node = self.chain(hash).get()?;
-        loop {
-            if node.hash == hash && node.entry.is(service, operation) {
-                return Some(&node.entry);
-            }
-            node = node.next.get()?;
-        }
-    }
-
-    /// The entry of the key, made by `make` if there is none; `make` runs at most once per
-    /// key, however many callers race.
-    fn find_or_insert(
-        &self,
-        hash: u64,
-        service: &str,
-        operation: &str,
-        make: impl FnOnce() -> Entry,
-    ) -> &Entry {
-        let _guard = self.create[hash as usize % CREATE_LOCKS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut tail = self.chain(hash);
-        while let Some(node) = tail.get() {
-            if node.hash == hash && node.entry.is(service, operation) {
-                return &node.entry;
-            }
-            tail = &node.next;
-        }
-        let node = Box::new(Node {
-            hash,
-            entry: make(),
-            next: OnceLock::new(),
-        });
-        // Under the chain's creation lock nobody else sets this tail.
-        &tail.get_or_init(|| node).entry
-    }
-
-    /// Every entry, in table order.
-    fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.chains.iter().flat_map(|chain| {
-            std::iter::successors(chain.get(), |node| node.next.get()).map(|node| &node.entry)
-        })
-    }
-}
-
 /// The hash of a key: 8-byte words folded in by xor, multiply and rotate, the two names
 /// separated by their lengths, then a final avalanche so high and low bits both depend
 /// on every byte (the chain comes from the low bits).
@@ -370,7 +361,50 @@ fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
 
 impl Entry {
     fn is(&self, service: &str, operation: &str) -> bool {
-        *self.service == *service && *self.operation == *operation
+        let name = self.circuit.name().as_bytes();
+        self.split as usize == service.len()
+            && name.len() == service.len() + 1 + operation.len()
+            && name[..service.len()] == *service.as_bytes()
+            && name[service.len() + 1..] == *operation.as_bytes()
+    }
+
+    fn service(&self) -> &str {
+        &self.circuit.name()[..self.split as usize]
+    }
+
+    fn operation(&self) -> &str {
+        &self.circuit.name()[self.split as usize + 1..]
+    }
+
+    /// This stripe's handle.
+    #[inline]
+    fn handle(&self, stripe: usize) -> &Arc<Handle> {
+        self.handles[stripe].get_or_init(|| Arc::new(Handle(self.circuit.clone())))
+    }
+
+    /// Whether the registry may forget it; see the module docs, "Limits".
+    fn is_idle(self: &Arc<Self>, idle_ns: u64) -> bool {
+        let held = |h: &OnceLock<Arc<Handle>>| h.get().is_some_and(|h| Arc::strong_count(h) > 1);
+        if self.handles.iter().any(held) {
+            return false; // a call is running through it
+        }
+        let c = &self.circuit;
+        // The circuit's clock started at its creation: a young circuit is not idle, and
+        // this check spares the stats of every circuit of a table that is filling up.
+        let now = c.now_ns();
+        if now < idle_ns || c.state() != crate::CircuitState::Closed {
+            return false;
+        }
+        let stats = c.stats();
+        if stats.manual_override.is_some() || stats.window.requests > 0 {
+            return false;
+        }
+        let since = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(self.origin).ok())
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
+        let last = since(stats.last_success_time).max(since(stats.last_failure_time));
+        now.saturating_sub(last) >= idle_ns
     }
 }
 
@@ -478,12 +512,21 @@ impl CircuitBreakerRegistry {
         Self::with_config(RegistryConfig::default())
     }
 
-    /// An empty registry with a default configuration and overrides.
+    /// An empty registry with a default configuration, overrides and limits.
     pub fn with_config(config: RegistryConfig) -> Self {
+        let limits = config.limits;
         CircuitBreakerRegistry {
             inner: Arc::new(Inner {
                 seed: RandomState::new().hash_one(0x5eed_u64) | 1,
                 table: Table::new(),
+                capacity: AtomicUsize::new(limits.capacity()),
+                max_name_length: AtomicUsize::new(limits.max_name_length()),
+                idle_ns: AtomicU64::new(duration_ns(limits.idle_timeout())),
+                refused_full: AtomicU64::new(0),
+                refused_name: AtomicU64::new(0),
+                evicted: AtomicU64::new(0),
+                overflow: OnceLock::new(),
+                last_base: Mutex::new(None),
                 settings: RwLock::new(Settings {
                     config,
                     listeners: Vec::new(),
@@ -512,79 +555,208 @@ impl CircuitBreakerRegistry {
 
     /// The circuit of `(service, operation)`, if it exists.
     pub fn get(&self, service: &str, operation: &str) -> Option<Circuit> {
-        self.find(service, operation).cloned()
+        self.find(service, operation).map(|h| h.0.clone())
     }
 
-    fn find(&self, service: &str, operation: &str) -> Option<&Circuit> {
-        let entry = self
-            .inner
+    fn find(&self, service: &str, operation: &str) -> Option<Arc<Handle>> {
+        let max = self.inner.max_name_length.load(Ordering::Relaxed);
+        if service.len() > max || operation.len() > max {
+            return None;
+        }
+        self.inner
             .table
-            .find(self.hash(service, operation), service, operation)?;
-        Some(&entry.circuit)
+            .find(self.hash(service, operation), service, operation)
     }
 
     /// The one circuit of `(service, operation)`, created on first use from `config` (or
     /// the registry default when `None`) with the registry's overrides on top.
+    ///
+    /// A key the registry refuses (see the [module docs](crate::registry#limits)) gets
+    /// the overflow circuit; [`try_circuit`](Self::try_circuit) says so instead.
     pub fn circuit<'c>(
         &self,
         service: &str,
         operation: &str,
         config: impl Into<Option<&'c CircuitBreakerConfig>>,
     ) -> Circuit {
-        self.circuit_ref(service, operation, config.into()).clone()
+        let config = config.into();
+        match self.entry(service, operation, config) {
+            Ok(h) => h.0.clone(),
+            Err(_) => self.overflow_circuit(config).clone(),
+        }
     }
 
-    /// The circuit, borrowed for as long as the registry is.
+    /// The one circuit of `(service, operation)`, as [`circuit`](Self::circuit) makes it,
+    /// or why the registry refuses the key.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyRefused::NameTooLong`] when a name is longer than
+    /// [`RegistryLimits::max_name_length`] (checked before anything is hashed or
+    /// copied); [`KeyRefused::Full`] when the key is new, the registry holds its capacity
+    /// and no circuit could be evicted as idle.
+    pub fn try_circuit<'c>(
+        &self,
+        service: &str,
+        operation: &str,
+        config: impl Into<Option<&'c CircuitBreakerConfig>>,
+    ) -> Result<Circuit, KeyRefused> {
+        self.entry(service, operation, config.into())
+            .map(|h| h.0.clone())
+    }
+
+    /// This thread's handle to the key's circuit, created if needed, or the refusal
+    /// (counted and logged).
     #[inline]
-    fn circuit_ref(
+    fn entry(
         &self,
         service: &str,
         operation: &str,
         config: Option<&CircuitBreakerConfig>,
-    ) -> &Circuit {
-        match self.find(service, operation) {
-            Some(c) => c,
-            None => self.create(service, operation, config),
+    ) -> Result<Arc<Handle>, KeyRefused> {
+        let max = self.inner.max_name_length.load(Ordering::Relaxed);
+        for (field, name) in [("service", service), ("operation", operation)] {
+            if name.len() > max {
+                return Err(self.refused(KeyRefused::NameTooLong {
+                    field,
+                    length: name.len(),
+                    max,
+                }));
+            }
+        }
+        let hash = self.hash(service, operation);
+        match self.inner.table.find(hash, service, operation) {
+            Some(e) => Ok(e),
+            None => self.create(hash, service, operation, config),
         }
     }
 
     #[cold]
     fn create(
         &self,
+        hash: u64,
         service: &str,
         operation: &str,
         config: Option<&CircuitBreakerConfig>,
-    ) -> &Circuit {
+    ) -> Result<Arc<Handle>, KeyRefused> {
         // Settings first, then the table: the same order as `apply_config`.
         let settings = self.settings();
-        let entry = self.inner.table.find_or_insert(
-            self.hash(service, operation),
+        let capacity = self.inner.capacity.load(Ordering::Relaxed);
+        let idle_ns = self.inner.idle_ns.load(Ordering::Relaxed);
+        let (made, evicted) = self.inner.table.find_or_insert(
+            hash,
             service,
             operation,
+            capacity,
             || {
-                let base = config.unwrap_or(&settings.config.default).clone();
+                let base = self.intern(config.unwrap_or(&settings.config.default));
                 let config = settings.config.resolve(service, operation, &base).unwrap_or_else(|e| {
                     tracing::warn!(service, operation, error = %e, "override does not fit this circuit; using its own configuration");
-                    base.clone()
+                    (*base).clone()
                 });
                 let circuit = Circuit::for_operation(service, operation, config);
-                for l in &settings.listeners {
-                    let l = l.clone();
-                    circuit.on_transition(move |e| l(e));
-                }
+                // Just after the circuit's own: idle times are over-estimated by the
+                // microseconds in between, never under-estimated.
+                let origin = SystemTime::now();
+                attach(&circuit, &settings.listeners);
                 Entry {
-                    service: service.into(),
-                    operation: operation.into(),
+                    hash,
+                    split: service.len() as u32,
                     circuit,
                     base,
+                    handles: (0..self.inner.table.stripes())
+                        .map(|_| OnceLock::new())
+                        .collect(),
+                    origin,
                 }
             },
+            |e| e.is_idle(idle_ns),
         );
-        &entry.circuit
+        if evicted > 0 {
+            self.inner
+                .evicted
+                .fetch_add(evicted as u64, Ordering::Relaxed);
+        }
+        made.map_err(|Refusal::Full| self.refused(KeyRefused::Full { capacity }))
+    }
+
+    /// The shared copy of a base configuration equal to `config`.
+    fn intern(&self, config: &CircuitBreakerConfig) -> Arc<CircuitBreakerConfig> {
+        let mut last = self
+            .inner
+            .last_base
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some(b) if **b == *config => b.clone(),
+            _ => last.insert(Arc::new(config.clone())).clone(),
+        }
+    }
+
+    /// Counts a refusal and logs the 1st, 2nd, 4th, 8th, … of all refusals.
+    #[cold]
+    fn refused(&self, why: KeyRefused) -> KeyRefused {
+        let counter = match why {
+            KeyRefused::NameTooLong { .. } => &self.inner.refused_name,
+            KeyRefused::Full { .. } => &self.inner.refused_full,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let total = self.inner.refused_name.load(Ordering::Relaxed)
+            + self.inner.refused_full.load(Ordering::Relaxed);
+        if total.is_power_of_two() {
+            // The names themselves are not logged: they may come from request data.
+            tracing::warn!(
+                reason = %why,
+                refused_total = total,
+                "circuit registry refused a key; it is served by the overflow circuit (logged on the 1st, 2nd, 4th, 8th, ... refusal)"
+            );
+        }
+        why
+    }
+
+    /// The overflow circuit, created on first use with `config` or the default.
+    #[cold]
+    fn overflow_circuit(&self, config: Option<&CircuitBreakerConfig>) -> &Circuit {
+        self.inner.overflow.get_or_init(|| {
+            let settings = self.settings();
+            let config = config.unwrap_or(&settings.config.default).clone();
+            let circuit = Circuit::for_operation(OVERFLOW, OVERFLOW, config);
+            attach(&circuit, &settings.listeners);
+            circuit
+        })
+    }
+
+    /// The circuit that serves refused keys (named `(overflow)/(overflow)`), once one
+    /// was refused. It is created with the configuration of the first refused call and
+    /// is never evicted; [`apply_config`](Self::apply_config) leaves it alone.
+    pub fn overflow(&self) -> Option<Circuit> {
+        self.inner.overflow.get().cloned()
+    }
+
+    /// Circuits in the table, the limits in force, and the counts of refusals and
+    /// evictions.
+    pub fn registry_stats(&self) -> RegistryStats {
+        RegistryStats {
+            circuits: self.inner.table.len(),
+            capacity: self.inner.capacity.load(Ordering::Relaxed),
+            refused_full: self.inner.refused_full.load(Ordering::Relaxed),
+            refused_name_too_long: self.inner.refused_name.load(Ordering::Relaxed),
+            evicted: self.inner.evicted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Evicts every idle circuit now (see the [module docs](crate::registry#limits));
+    /// returns how many.
+    pub fn evict_idle(&self) -> usize {
+        let idle_ns = self.inner.idle_ns.load(Ordering::Relaxed);
+        let n = self.inner.table.sweep(|e| e.is_idle(idle_ns));
+        self.inner.evicted.fetch_add(n as u64, Ordering::Relaxed);
+        n
     }
 
     /// A [`CircuitBreakerLayer`] over the circuit of `(service, operation)`: a tower stack
-    /// and [`execute`](Self::execute) calls then share one circuit.
+    /// and [`execute`](Self::execute) calls then share one circuit (until it is evicted
+    /// as idle: see the [module docs](crate::registry#limits)).
     pub fn layer<'c>(
         &self,
         service: &str,
@@ -604,7 +776,9 @@ impl CircuitBreakerRegistry {
     /// [`BoxError`](crate::BoxError)).
     ///
     /// `config` counts when the circuit is created; see the
-    /// [module docs](crate::registry#which-configuration-a-circuit-gets).
+    /// [module docs](crate::registry#which-configuration-a-circuit-gets). A key the
+    /// registry refuses runs through the overflow circuit (see the
+    /// [module docs](crate::registry#limits)).
     ///
     /// # Errors
     ///
@@ -622,7 +796,13 @@ impl CircuitBreakerRegistry {
         Fut: Future<Output = Result<T, E>>,
         G: ExecuteFallback<T, E>,
     {
-        let circuit = self.circuit_ref(service, operation, config.into());
+        let config = config.into();
+        // The entry is held for the call: a circuit with a call running is not idle.
+        let entry = self.entry(service, operation, config);
+        let circuit = match &entry {
+            Ok(h) => &h.0,
+            Err(_) => self.overflow_circuit(config),
+        };
         match circuit.call(f()).await {
             Ok(v) => Ok(v),
             Err(CallError::Rejected(open)) => fallback.run(FallbackCause::Rejected(open)).await,
@@ -635,41 +815,33 @@ impl CircuitBreakerRegistry {
 
     /// The stats of `(service, operation)`, the seed's `getCircuitBreakerStats`.
     pub fn stats(&self, service: &str, operation: &str) -> Option<CircuitBreakerStats> {
-        self.get(service, operation).map(|c| c.stats())
+        self.find(service, operation).map(|h| h.0.stats())
     }
 
-    /// Every circuit with its key, sorted by service then operation.
+    /// Every circuit with its key, sorted by service then operation (the overflow
+    /// circuit is not listed: see [`overflow`](Self::overflow)).
+    ///
+    /// The table's shards are each locked only while their entries are copied out; the
+    /// stats are read after.
     pub fn all_stats(&self) -> Vec<KeyedStats> {
         let mut all: Vec<KeyedStats> = self
+            .inner
+            .table
             .entries()
             .into_iter()
-            .map(|(service, operation, circuit)| KeyedStats {
-                stats: circuit.stats(),
-                service,
-                operation,
+            .map(|e| KeyedStats {
+                stats: e.circuit.stats(),
+                service: e.service().to_string(),
+                operation: e.operation().to_string(),
             })
             .collect();
         all.sort_by(|a, b| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)));
         all
     }
 
-    fn entries(&self) -> Vec<(String, String, Circuit)> {
-        self.inner
-            .table
-            .iter()
-            .map(|e| {
-                (
-                    e.service.to_string(),
-                    e.operation.to_string(),
-                    e.circuit.clone(),
-                )
-            })
-            .collect()
-    }
-
-    /// Number of circuits.
+    /// Number of circuits (the overflow circuit is not counted).
     pub fn len(&self) -> usize {
-        self.inner.table.iter().count()
+        self.inner.table.len()
     }
 
     /// Whether the registry holds no circuit.
@@ -689,9 +861,14 @@ impl CircuitBreakerRegistry {
             .is_some()
     }
 
-    /// [`Circuit::reset`] on every circuit.
+    /// [`Circuit::reset`] on every circuit, the overflow circuit included.
     pub fn reset_all(&self) {
-        self.entries().into_iter().for_each(|(_, _, c)| c.reset());
+        for e in self.inner.table.entries() {
+            e.circuit.reset();
+        }
+        if let Some(c) = self.inner.overflow.get() {
+            c.reset();
+        }
     }
 
     /// Calls `listener` on every transition of every circuit, present and future.
@@ -701,9 +878,13 @@ impl CircuitBreakerRegistry {
     {
         let listener: Listener = Arc::new(listener);
         let mut settings = self.settings_mut();
-        for (_, _, c) in self.entries() {
-            let l = listener.clone();
-            c.on_transition(move |e| l(e));
+        let circuits = self.inner.table.entries();
+        for c in circuits
+            .iter()
+            .map(|e| &e.circuit)
+            .chain(self.inner.overflow.get())
+        {
+            attach(c, std::slice::from_ref(&listener));
         }
         settings.listeners.push(listener);
     }
@@ -714,7 +895,9 @@ impl CircuitBreakerRegistry {
     }
 
     /// Replaces the registry's configuration and re-applies it to every live circuit,
-    /// which keeps its state and counts.
+    /// which keeps its state and counts. New limits take effect at once: a capacity
+    /// below the number of circuits evicts nothing by itself, it refuses new keys until
+    /// eviction brings the count below it.
     ///
     /// All or nothing: every circuit's new configuration is computed and checked first;
     /// if one is invalid nothing changes.
@@ -723,22 +906,49 @@ impl CircuitBreakerRegistry {
     ///
     /// A [`RegistryConfigError`] naming the key and field that broke a rule.
     pub fn apply_config(&self, config: RegistryConfig) -> Result<(), RegistryConfigError> {
+        config
+            .limits
+            .check()
+            .map_err(|e| RegistryConfigError::invalid("limits", e))?;
         let mut settings = self.settings_mut();
-        let mut plan = Vec::new();
-        for e in self.inner.table.iter() {
-            let new = config.resolve(&e.service, &e.operation, &e.base)?;
+        let entries = self.inner.table.entries();
+        let mut plan = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let new = config.resolve(e.service(), e.operation(), &e.base)?;
             if new.window_buckets != e.circuit.config().window_buckets {
                 return Err(RegistryConfigError::invalid(
-                    &key_path(&["services", &e.service, "operations", &e.operation]),
+                    &key_path(&["services", e.service(), "operations", e.operation()]),
                     ConfigError::new("window_buckets", "cannot change on a live circuit"),
                 ));
             }
-            plan.push((e.circuit.clone(), new));
+            plan.push(new);
         }
-        for (circuit, new) in plan {
-            circuit.reconfigure(new).expect("checked above");
+        for (e, new) in entries.iter().zip(plan) {
+            e.circuit.reconfigure(new).expect("checked above");
         }
+        let limits = config.limits;
+        self.inner
+            .capacity
+            .store(limits.capacity(), Ordering::Relaxed);
+        self.inner
+            .max_name_length
+            .store(limits.max_name_length(), Ordering::Relaxed);
+        self.inner
+            .idle_ns
+            .store(duration_ns(limits.idle_timeout()), Ordering::Relaxed);
         settings.config = config;
         Ok(())
     }
+}
+
+/// Attaches the registry's listeners to a circuit.
+fn attach(circuit: &Circuit, listeners: &[Listener]) {
+    for l in listeners {
+        let l = l.clone();
+        circuit.on_transition(move |e| l(e));
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

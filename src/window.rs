@@ -21,13 +21,30 @@
 //! disjoint set of 128-byte lines) and readers sum the stripes. Reads happen only when a
 //! trip is possible or stats are asked for.
 //!
+//! A stripe's lines are allocated on its first write (the creating thread's at
+//! creation), so a circuit holds lines only for
+//! the stripes its callers' threads map to: a circuit used from one thread holds one
+//! stripe (256 bytes with 10 buckets) however many cores the host has, and at most 8.
+//!
+//! # Bounds
+//!
+//! A bucket's cell packs two counts into the halves of one `u64` (`calls | failures << 32`,
+//! `slow_ok | slow_err << 32`), so one add records an outcome. A half never carries into
+//! the other: when an add finds a half at or past 2^31, the recording thread moves the
+//! cell's counts into the bucket's spill (a `u64` per count, allocated on the first spill
+//! only) and zeroes the cell. A bucket therefore counts up to 2^64 outcomes, whatever its
+//! width (a valid bucket may be days wide) and however many threads share a stripe; the
+//! cost is one branch on the hot path and, once per 2^31 outcomes of one stripe in one
+//! bucket, a lock.
+//!
 //! # Why lifetime counts are not separate counters
 //!
 //! The lifetime totals in the stats are derived: `retired + Σ every bucket`, where a
 //! bucket's counts move into `retired` when the bucket is reused or the window is cleared.
 //! So the hot path writes each outcome once, and nothing is ever lost on rotation.
 
-use crate::sync::{AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicUsize;
 
 /// Counters per bucket per stripe: `calls | failures << 32` and `slow_ok | slow_err << 32`.
@@ -46,6 +63,9 @@ const NO_CURSOR: u64 = u64::MAX;
 
 const LOW: u64 = 1;
 const HIGH: u64 = 1 << 32;
+/// A cell spills when an add finds either half at or past 2^31: far from 2^32, so adds
+/// racing with the spill cannot reach the carry.
+const SPILL_AT: u64 = 1 << 31 | 1 << 63;
 
 #[repr(align(128))]
 struct Line([AtomicU64; LINE]);
@@ -58,7 +78,7 @@ impl Line {
 
 /// Number of stripes, shared by every window in the process: the next power of two at or
 /// above the available parallelism, at most 8.
-fn stripes() -> usize {
+pub(crate) fn stripes() -> usize {
     static STRIPES: AtomicUsize = AtomicUsize::new(0);
     match STRIPES.load(Ordering::Relaxed) {
         0 => {
@@ -75,7 +95,7 @@ fn stripes() -> usize {
 
 /// The stripe this thread writes to.
 #[inline]
-fn stripe_index(mask: usize) -> usize {
+pub(crate) fn stripe_index(mask: usize) -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static ID: usize = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -151,10 +171,16 @@ pub(crate) struct Window {
     /// The newest bucket written: `index << SLOT_BITS | slot`, so the common case finds
     /// its slot with one load and one multiplication instead of two divisions.
     cursor: AtomicU64,
-    lines: Box<[Line]>,
+    /// Per stripe, its lines, allocated on the stripe's first write.
+    lines: Box<[OnceLock<Box<[Line]>>]>,
     /// Counts moved out of reused or cleared buckets, plus outcomes that never entered
     /// the window (late results, half-open probes). Only touched under `rotate`.
     retired: Mutex<Counts>,
+    /// Per slot, counts moved out of cells before a half could carry (see the module
+    /// docs, "Bounds"); empty until the first spill. Locked after `retired`, never before.
+    spill: Mutex<Box<[Counts]>>,
+    /// Whether `spill` may hold anything: readers skip its lock while false.
+    spilled: AtomicBool,
 }
 
 impl std::fmt::Debug for Window {
@@ -170,17 +196,21 @@ impl Window {
         let stripes = stripes();
         let cells = STRIPE_EXTRA + buckets * CELLS_PER_BUCKET;
         let lines_per_stripe = cells.div_ceil(LINE);
-        Window {
+        let window = Window {
             buckets,
             lines_per_stripe,
             stripe_mask: stripes - 1,
             epochs: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             cursor: AtomicU64::new(NO_CURSOR),
-            lines: (0..stripes * lines_per_stripe)
-                .map(|_| Line::new())
-                .collect(),
+            lines: (0..stripes).map(|_| OnceLock::new()).collect(),
             retired: Mutex::new(Counts::default()),
-        }
+            spill: Mutex::new(Box::default()),
+            spilled: AtomicBool::new(false),
+        };
+        // The creating thread's stripe at once: the thread that makes a circuit is
+        // usually one that calls it, and its first call then allocates nothing.
+        window.cell(window.stripe(), 0);
+        window
     }
 
     /// The stripe this thread writes to.
@@ -198,18 +228,34 @@ impl Window {
         self.buckets
     }
 
+    /// A cell of a stripe to write to, allocating the stripe's lines on first use.
     #[inline]
     fn cell(&self, stripe: usize, i: usize) -> &AtomicU64 {
-        &self.lines[stripe * self.lines_per_stripe + i / LINE].0[i % LINE]
+        let lines = match self.lines[stripe].get() {
+            Some(lines) => lines,
+            None => self.new_stripe(stripe),
+        };
+        &lines[i / LINE].0[i % LINE]
     }
 
+    /// Allocates a stripe's lines (once, whoever races).
+    #[cold]
+    #[inline(never)]
+    fn new_stripe(&self, stripe: usize) -> &[Line] {
+        self.lines[stripe].get_or_init(|| (0..self.lines_per_stripe).map(|_| Line::new()).collect())
+    }
+
+    /// Cells `i` and `j` of every stripe written to so far.
     #[inline]
-    fn stripes(&self) -> std::ops::Range<usize> {
-        0..self.stripe_count()
+    fn cells(&self, i: usize, j: usize) -> impl Iterator<Item = (&AtomicU64, &AtomicU64)> {
+        self.lines.iter().filter_map(move |l| {
+            l.get()
+                .map(|lines| (&lines[i / LINE].0[i % LINE], &lines[j / LINE].0[j % LINE]))
+        })
     }
 
     /// Records one outcome at `now_ns` into the bucket of that instant.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn record(&self, now_ns: u64, width_ns: u64, o: Outcome) {
         let cursor = self.cursor.load(Ordering::Acquire);
         let cursor_idx = cursor >> SLOT_BITS;
@@ -231,12 +277,43 @@ impl Window {
         }
         let stripe = stripe_index(self.stripe_mask);
         let base = STRIPE_EXTRA + slot * CELLS_PER_BUCKET;
-        self.cell(stripe, base)
-            .fetch_add(LOW + if o.failed { HIGH } else { 0 }, Ordering::Relaxed);
-        if o.slow {
-            self.cell(stripe, base + 1)
-                .fetch_add(if o.failed { HIGH } else { LOW }, Ordering::Relaxed);
+        let cell = self.cell(stripe, base);
+        let before = cell.fetch_add(LOW + if o.failed { HIGH } else { 0 }, Ordering::Relaxed);
+        if before & SPILL_AT != 0 {
+            self.spill_cell(slot, cell, false);
         }
+        if o.slow {
+            let cell = self.cell(stripe, base + 1);
+            let before = cell.fetch_add(if o.failed { HIGH } else { LOW }, Ordering::Relaxed);
+            if before & SPILL_AT != 0 {
+                self.spill_cell(slot, cell, true);
+            }
+        }
+    }
+
+    /// Moves a cell with a half past 2^31 into its slot's spill.
+    #[cold]
+    #[inline(never)]
+    fn spill_cell(&self, slot: usize, cell: &AtomicU64, slow: bool) {
+        let mut spill = self.spill.lock().unwrap_or_else(|e| e.into_inner());
+        if spill.is_empty() {
+            *spill = vec![Counts::default(); self.buckets].into_boxed_slice();
+        }
+        // Whatever the cell holds now belongs to the bucket the slot holds now: a
+        // rotation takes the cell and then this slot's spill under this lock.
+        let v = cell.swap(0, Ordering::Relaxed);
+        let (a, b) = if slow { (0, v) } else { (v, 0) };
+        spill[slot].add_cells(a, b);
+        self.spilled.store(true, Ordering::Release);
+    }
+
+    /// Takes the spilled counts of `slot` out.
+    fn take_spilled(&self, slot: usize) -> Counts {
+        if !self.spilled.load(Ordering::Acquire) {
+            return Counts::default();
+        }
+        let mut spill = self.spill.lock().unwrap_or_else(|e| e.into_inner());
+        spill.get_mut(slot).map(std::mem::take).unwrap_or_default()
     }
 
     /// The bucket index and slot of `now_ns` by division, moving the cursor forward to it.
@@ -274,22 +351,27 @@ impl Window {
     fn take_slot(&self, slot: usize) -> Counts {
         let base = STRIPE_EXTRA + slot * CELLS_PER_BUCKET;
         let mut c = Counts::default();
-        for s in self.stripes() {
-            let a = self.cell(s, base).swap(0, Ordering::Relaxed);
-            let b = self.cell(s, base + 1).swap(0, Ordering::Relaxed);
-            c.add_cells(a, b);
+        for (a, b) in self.cells(base, base + 1) {
+            c.add_cells(a.swap(0, Ordering::Relaxed), b.swap(0, Ordering::Relaxed));
         }
+        c.add(self.take_spilled(slot));
         c
     }
 
     fn slot_counts(&self, slot: usize) -> Counts {
         let base = STRIPE_EXTRA + slot * CELLS_PER_BUCKET;
         let mut c = Counts::default();
-        for s in self.stripes() {
-            c.add_cells(
-                self.cell(s, base).load(Ordering::Relaxed),
-                self.cell(s, base + 1).load(Ordering::Relaxed),
-            );
+        // Once anything spilled, read the cells under the spill lock, so a cell moving
+        // into the spill is not counted twice.
+        let spill = self
+            .spilled
+            .load(Ordering::Acquire)
+            .then(|| self.spill.lock().unwrap_or_else(|e| e.into_inner()));
+        for (a, b) in self.cells(base, base + 1) {
+            c.add_cells(a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
+        }
+        if let Some(c2) = spill.as_ref().and_then(|sp| sp.get(slot)) {
+            c.add(*c2);
         }
         c
     }
@@ -355,12 +437,10 @@ impl Window {
 
     /// Lifetime rejected and ignored counts.
     pub(crate) fn rejected_ignored(&self) -> (u64, u64) {
-        self.stripes().fold((0, 0), |(r, i), s| {
-            (
-                r + self.cell(s, REJECTED).load(Ordering::Relaxed),
-                i + self.cell(s, IGNORED).load(Ordering::Relaxed),
-            )
-        })
+        self.cells(REJECTED, IGNORED)
+            .fold((0, 0), |(r, i), (a, b)| {
+                (r + a.load(Ordering::Relaxed), i + b.load(Ordering::Relaxed))
+            })
     }
 }
 
@@ -452,5 +532,45 @@ mod tests {
         let (window, life) = w.snapshot(10 * W, W);
         assert_eq!(window.calls, 1);
         assert_eq!(life.calls, 2);
+    }
+
+    /// A bucket may be days wide: a cell's 32-bit halves must not carry into each other
+    /// (calls into failures) or wrap, however many outcomes one stripe records in one
+    /// bucket. The cell is set just below the point where the base packing overflowed.
+    #[test]
+    fn a_bucket_with_more_than_2_pow_32_calls_keeps_exact_counts() {
+        let w = Window::new(2);
+        w.record(0, W, ok());
+        let stripe = stripe_index(w.stripe_mask);
+        let base = STRIPE_EXTRA;
+        // 2^32 - 3 calls of which 7 failed, and as many slow failures, already recorded.
+        w.cell(stripe, base)
+            .store((HIGH - 3) | 7 << 32, Ordering::Relaxed);
+        w.cell(stripe, base + 1)
+            .store((HIGH - 3) << 32, Ordering::Relaxed);
+        for _ in 0..10 {
+            w.record(0, W, err());
+            w.record(
+                0,
+                W,
+                Outcome {
+                    failed: true,
+                    slow: true,
+                },
+            );
+        }
+        let c = w.counts(0, W);
+        assert_eq!(c.calls, (1 << 32) - 3 + 20);
+        assert_eq!(c.failures, 7 + 20);
+        assert_eq!(c.slow_failures, (1 << 32) - 3 + 10);
+        assert_eq!(c.slow_successes, 0);
+        // The spilled counts rotate out with their bucket into the lifetime totals.
+        let (window, life) = w.snapshot(2 * W, W);
+        assert_eq!(window.calls, 0);
+        assert_eq!(life.calls, (1 << 32) - 3 + 20);
+        w.record(2 * W, W, ok());
+        let (window, life) = w.snapshot(2 * W, W);
+        assert_eq!((window.calls, window.failures), (1, 0));
+        assert_eq!((life.calls, life.failures), ((1 << 32) - 3 + 21, 27));
     }
 }

@@ -118,6 +118,7 @@ fn rich_registry_config() -> RegistryConfig {
     RegistryConfig {
         default: rich_config(),
         services,
+        limits: Default::default(),
     }
 }
 
@@ -296,6 +297,7 @@ fn config_round_trips_through_toml() {
     let doc = RegistryConfig {
         default: rich_config(),
         services: BTreeMap::new(),
+        limits: Default::default(),
     };
     let toml = doc.to_toml().unwrap();
     assert_eq!(RegistryConfig::from_toml(&toml).unwrap(), doc, "{toml}");

@@ -7,7 +7,7 @@ use tower::{ServiceExt, service_fn};
 use tower_circuit_breaker::config::ConfigPatch;
 use tower_circuit_breaker::error::{CircuitOpen, RejectReason};
 use tower_circuit_breaker::registry::{
-    FallbackCause, RegistryConfig, ServiceOverrides, on_failure_too,
+    FallbackCause, KeyRefused, RegistryConfig, RegistryLimits, ServiceOverrides, on_failure_too,
 };
 use tower_circuit_breaker::{
     BoxError, CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState, NoFallback,
@@ -473,4 +473,361 @@ async fn execute_behind_a_hung_probe_is_not_wedged() {
     }
     assert_eq!(fell_back, 0, "calls turned away out of 3 000");
     assert_eq!(circuit.state(), CircuitState::Closed);
+}
+
+// ===== limits (issue 11, item 4) =====
+
+async fn ok(registry: &CircuitBreakerRegistry, service: &str, operation: &str) -> bool {
+    registry
+        .execute(
+            service,
+            operation,
+            || async { Ok::<_, BoxError>(()) },
+            NoFallback,
+            &CircuitBreakerConfig::dynamodb(),
+        )
+        .await
+        .is_ok()
+}
+
+/// Written against the API of c3fdb08: there, every key got a circuit (10 001).
+#[tokio::test(start_paused = true)]
+async fn distinct_keys_beyond_the_default_capacity_get_no_circuit_of_their_own() {
+    let registry = CircuitBreakerRegistry::new();
+    for i in 0..10_001 {
+        assert!(ok(&registry, "tenant", &format!("op-{i}")).await);
+    }
+    assert_eq!(registry.len(), 10_000);
+    assert!(registry.get("tenant", "op-10000").is_none());
+}
+
+/// Written against the API of c3fdb08: there, the name was copied into a circuit.
+#[tokio::test(start_paused = true)]
+async fn a_16_mib_operation_name_gets_no_circuit() {
+    let registry = CircuitBreakerRegistry::new();
+    let huge = "x".repeat(16 << 20);
+    assert!(ok(&registry, "dynamodb", &huge).await);
+    assert_eq!(registry.len(), 0);
+    assert!(registry.get("dynamodb", &huge).is_none());
+}
+
+/// Written against the API of c3fdb08: there, idle circuits stayed forever (2 000).
+#[tokio::test(start_paused = true)]
+async fn idle_circuits_leave_as_new_keys_arrive() {
+    let registry = CircuitBreakerRegistry::new();
+    for i in 0..1_000 {
+        assert!(ok(&registry, "old", &format!("op-{i}")).await);
+    }
+    tokio::time::advance(Duration::from_secs(16 * 60)).await;
+    for i in 0..1_000 {
+        assert!(ok(&registry, "new", &format!("op-{i}")).await);
+    }
+    assert!(registry.len() < 1_500, "{} circuits", registry.len());
+    assert!(registry.get("new", "op-999").is_some());
+}
+
+fn limits(capacity: usize, idle: Duration) -> RegistryConfig {
+    RegistryConfig {
+        limits: RegistryLimits::builder()
+            .capacity(capacity)
+            .idle_timeout(idle)
+            .build()
+            .unwrap(),
+        ..RegistryConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_beyond_capacity_share_the_overflow_circuit_and_are_counted() {
+    let registry = CircuitBreakerRegistry::with_config(limits(3, Duration::from_secs(3600)));
+    for i in 0..3 {
+        assert!(ok(&registry, "s", &format!("op-{i}")).await);
+    }
+    assert!(registry.overflow().is_none());
+    assert_eq!(
+        registry.try_circuit("s", "op-3", None).unwrap_err(),
+        KeyRefused::Full { capacity: 3 }
+    );
+    // Through execute a refused key still runs, on the overflow circuit.
+    assert!(ok(&registry, "s", "op-4").await);
+    assert!(ok(&registry, "s", "op-5").await);
+    let overflow = registry
+        .overflow()
+        .expect("made on the first refused execute");
+    assert_eq!(overflow.name(), "(overflow)/(overflow)");
+    assert_eq!(overflow.stats().success_count, 2);
+    assert!(registry.circuit("s", "op-6", None).ptr_eq(&overflow));
+    // Existing keys are unaffected.
+    assert!(ok(&registry, "s", "op-0").await);
+    assert_eq!(registry.stats("s", "op-0").unwrap().success_count, 2);
+    let rs = registry.registry_stats();
+    assert_eq!((rs.circuits, rs.capacity, rs.refused_full), (3, 3, 4));
+    assert_eq!(registry.len(), 3);
+    // The overflow circuit is one circuit: failures of refused keys open it for all.
+    for i in 0..10 {
+        fail(
+            &registry,
+            "s",
+            &format!("bad-{i}"),
+            &CircuitBreakerConfig::dynamodb(),
+        )
+        .await;
+    }
+    assert_eq!(overflow.state(), CircuitState::Open);
+    let out: Result<(), BoxError> = registry
+        .execute("s", "other", || async { Ok(()) }, NoFallback, None)
+        .await;
+    assert!(out.unwrap_err().is::<CircuitOpen>());
+    assert_eq!(
+        registry.stats("s", "op-0").unwrap().state,
+        CircuitState::Closed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_over_the_limit_is_refused_with_a_typed_error() {
+    let registry = CircuitBreakerRegistry::new();
+    let long = "x".repeat(257);
+    assert_eq!(
+        registry.try_circuit("dynamodb", &long, None).unwrap_err(),
+        KeyRefused::NameTooLong {
+            field: "operation",
+            length: 257,
+            max: 256
+        }
+    );
+    let e = registry.try_circuit(&long, "op", None).unwrap_err();
+    assert!(e.to_string().contains("service name is 257 bytes"), "{e}");
+    assert!(registry.try_circuit("dynamodb", &long[..256], None).is_ok());
+    assert_eq!(registry.registry_stats().refused_name_too_long, 2);
+    assert_eq!(registry.len(), 1);
+}
+
+#[test]
+fn invalid_limits_are_refused_naming_the_field() {
+    let e = RegistryLimits::builder().capacity(0).build().unwrap_err();
+    assert_eq!(e.field(), "capacity");
+    let e = RegistryLimits::builder()
+        .max_name_length(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "max_name_length");
+    let e = RegistryLimits::builder()
+        .max_name_length(64 * 1024 + 1)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "max_name_length");
+    let e = RegistryLimits::builder()
+        .idle_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "idle_timeout");
+    let d = RegistryLimits::default();
+    assert_eq!(
+        (d.capacity(), d.max_name_length(), d.idle_timeout()),
+        (10_000, 256, Duration::from_secs(900))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn evict_idle_forgets_only_idle_circuits_and_held_handles_keep_working() {
+    let idle = Duration::from_secs(60);
+    let registry = CircuitBreakerRegistry::with_config(limits(100, idle));
+    let transitions = Arc::new(Mutex::new(0));
+    let t = transitions.clone();
+    registry.on_transition(move |_| *t.lock().unwrap() += 1);
+    let config = CircuitBreakerConfig::dynamodb();
+    let held = registry.circuit("s", "held", &config);
+    assert!(ok(&registry, "s", "held").await);
+    registry.circuit("s", "forced", &config).force_open();
+    for _ in 0..10 {
+        fail(&registry, "s", "open", &config).await;
+    }
+    assert_eq!(
+        registry.stats("s", "open").unwrap().state,
+        CircuitState::Open
+    );
+    // A call in flight through execute keeps its circuit.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let r2 = registry.clone();
+    let in_flight = tokio::spawn(async move {
+        r2.execute(
+            "s",
+            "in-flight",
+            || async move {
+                rx.await.unwrap();
+                Ok::<_, BoxError>(())
+            },
+            NoFallback,
+            None,
+        )
+        .await
+    });
+    tokio::task::yield_now().await;
+    // Too early: nothing is idle yet.
+    assert_eq!(registry.evict_idle(), 0);
+    tokio::time::advance(idle).await;
+    let before = registry.len();
+    assert_eq!(before, 4);
+    // Only `held` is idle (Closed, empty window, unused for `idle`).
+    assert_eq!(registry.evict_idle(), 1);
+    assert!(registry.get("s", "held").is_none());
+    assert!(registry.get("s", "forced").is_some());
+    assert!(registry.get("s", "open").is_some());
+    assert!(registry.get("s", "in-flight").is_some());
+    assert_eq!(registry.registry_stats().evicted, 1);
+    // The handle held elsewhere still works, on the evicted circuit.
+    let out = held.call(async { Ok::<_, io::Error>(7) }).await;
+    assert_eq!(out.unwrap(), 7);
+    assert_eq!(held.stats().success_count, 2);
+    // The registry makes a fresh circuit for the key, with its listeners.
+    let fresh = registry.circuit("s", "held", &config);
+    assert!(!fresh.ptr_eq(&held));
+    assert_eq!(
+        fresh.stats().success_count,
+        0,
+        "eviction forgets lifetime counts"
+    );
+    let seen = *transitions.lock().unwrap();
+    fresh.force_open();
+    assert_eq!(*transitions.lock().unwrap(), seen + 1);
+    tx.send(()).unwrap();
+    in_flight.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_circuit_with_outcomes_in_its_window_is_not_idle() {
+    // The window (60 s for dynamodb) is longer than the idle time.
+    let registry = CircuitBreakerRegistry::with_config(limits(100, Duration::from_secs(10)));
+    assert!(ok(&registry, "s", "busy").await);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(registry.evict_idle(), 0);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(registry.evict_idle(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_registry_makes_room_by_evicting_idle_circuits_lazily() {
+    let registry = CircuitBreakerRegistry::with_config(limits(64, Duration::from_secs(60)));
+    for i in 0..64 {
+        assert!(ok(&registry, "s", &format!("old-{i}")).await);
+    }
+    tokio::time::advance(Duration::from_secs(61)).await;
+    for i in 0..200 {
+        assert!(ok(&registry, "s", &format!("new-{i}")).await);
+    }
+    // The 64 old keys sit in random shards; a shard is swept when new keys land in it.
+    let rs = registry.registry_stats();
+    assert_eq!(rs.circuits, 64);
+    assert!(rs.evicted >= 32, "{rs:?}");
+    assert_eq!(rs.refused_full, 200 - rs.evicted, "{rs:?}");
+    // An explicit sweep takes the rest; the new circuits are not idle.
+    let rest = registry.evict_idle() as u64;
+    assert_eq!(rs.evicted + rest, 64);
+    assert_eq!(registry.len() as u64, 64 - rest);
+    assert!(
+        registry
+            .all_stats()
+            .iter()
+            .all(|k| k.operation.starts_with("new-"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_config_changes_the_limits() {
+    let registry = CircuitBreakerRegistry::new();
+    assert!(ok(&registry, "s", "a").await);
+    registry
+        .apply_config(limits(1, Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(
+        registry.try_circuit("s", "b", None).unwrap_err(),
+        KeyRefused::Full { capacity: 1 }
+    );
+    assert_eq!(registry.config().limits.capacity(), 1);
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn limits_are_read_from_documents_checked_and_written_back() {
+    let toml = r#"
+        [limits]
+        capacity = 500
+        max_name_length = 64
+        idle_timeout = "2m"
+    "#;
+    let config = RegistryConfig::from_toml(toml).unwrap();
+    let l = config.limits;
+    assert_eq!(
+        (l.capacity(), l.max_name_length(), l.idle_timeout()),
+        (500, 64, Duration::from_secs(120))
+    );
+    let json = r#"{ "limits": { "capacity": 7 } }"#;
+    let config = RegistryConfig::from_json(json).unwrap();
+    assert_eq!(config.limits.capacity(), 7);
+    assert_eq!(config.limits.max_name_length(), 256);
+    // Round trip; the defaults are not written out.
+    let back = RegistryConfig::from_toml(&config.to_toml().unwrap()).unwrap();
+    assert_eq!(back, config);
+    assert!(
+        !RegistryConfig::default()
+            .to_toml()
+            .unwrap()
+            .contains("limits")
+    );
+    let back = RegistryConfig::from_json(&config.to_json().unwrap()).unwrap();
+    assert_eq!(back, config);
+    // Bad values name the table and the field.
+    let err = RegistryConfig::from_toml("[limits]\ncapacity = 0\n").unwrap_err();
+    assert_eq!(
+        (err.key(), err.field()),
+        ("limits", Some("capacity")),
+        "{err}"
+    );
+    let err = RegistryConfig::from_json(r#"{ "limits": { "idle_timeout": "0s" } }"#).unwrap_err();
+    assert_eq!(
+        (err.key(), err.field()),
+        ("limits", Some("idle_timeout")),
+        "{err}"
+    );
+    let err = RegistryConfig::from_json(r#"{ "limits": { "idle_timeout": 60 } }"#).unwrap_err();
+    assert_eq!(
+        (err.key(), err.field()),
+        ("limits", Some("idle_timeout")),
+        "{err}"
+    );
+    let err = RegistryConfig::from_json(r#"{ "limits": { "capacty": 5 } }"#).unwrap_err();
+    assert_eq!(err.key(), "limits", "{err}");
+    assert!(err.message().contains("capacty"), "{err}");
+}
+
+/// Lookups read a copy of the table per thread stripe: an evicted key is gone from every
+/// copy, and a key made on one thread is found from every other.
+#[tokio::test(start_paused = true)]
+async fn every_thread_sees_inserts_and_evictions() {
+    let registry = CircuitBreakerRegistry::with_config(limits(1_000, Duration::from_secs(60)));
+    for i in 0..100 {
+        assert!(ok(&registry, "s", &format!("op-{i}")).await);
+    }
+    let look = |registry: &CircuitBreakerRegistry| {
+        std::thread::scope(|scope| {
+            (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..100)
+                            .filter(|i| registry.get("s", &format!("op-{i}")).is_some())
+                            .count()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(look(&registry), [100; 8]);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert_eq!(registry.evict_idle(), 100);
+    assert_eq!(look(&registry), [0; 8]);
+    assert_eq!(registry.len(), 0);
 }
