@@ -127,6 +127,7 @@ mod circuit;
 pub mod classify;
 mod clock;
 pub mod config;
+mod default_observer;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod document;
@@ -139,11 +140,11 @@ pub mod future;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod primitives;
 pub mod registry;
 mod service;
 mod state;
 pub mod stats;
-mod sync;
 mod window;
 
 pub use circuit::Circuit;

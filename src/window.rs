@@ -43,7 +43,7 @@
 //! bucket's counts move into `retired` when the bucket is reused or the window is cleared.
 //! So the hot path writes each outcome once, and nothing is ever lost on rotation.
 
-use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::primitives::{AtomicBool, AtomicU64, Mutex, Ordering};
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicUsize;
 

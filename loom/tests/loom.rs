@@ -9,7 +9,7 @@
 //!     cargo test -p tower-circuit-breaker-loom --release --test loom
 //! ```
 //!
-//! Under `--cfg tcb_loom` the crate's `sync` module hands out loom's atomics and mutexes,
+//! Under `--cfg tcb_loom` the crate's `primitives` module (`src/primitives.rs`) hands out loom's atomics and mutexes,
 //! so loom explores every interleaving of them (up to the preemption bound) and fails on
 //! a deadlock, a panic or a broken assertion in any of them.
 //!

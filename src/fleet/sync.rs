@@ -2,9 +2,10 @@
 //! state, and holds probe leases, all off the request path.
 
 use super::config::{FleetConfig, duration_ms, longest_break};
-use super::hook::{GATE_LEASED, GATE_NO_LEASE, GATE_OFF};
+use super::hook::{FleetHook, GATE_LEASED, GATE_NO_LEASE, GATE_OFF};
 use super::record::{FleetRecord, FleetState, Lease, Limits, Report};
 use super::store::{CasOutcome, SharedState, StoreError, StoreErrorKind};
+use crate::circuit::CircuitParts;
 use crate::config::ConfigError;
 use crate::error::CallError;
 use crate::stats::TransitionReason;
@@ -84,7 +85,7 @@ struct Inner {
     store: Arc<dyn SharedState>,
     config: FleetConfig,
     store_circuit: Circuit,
-    clock: Clock,
+    clock: EpochClock,
     wake: Arc<Notify>,
     log: Arc<Mutex<LocalLog>>,
     round: tokio::sync::Mutex<RoundState>,
@@ -112,21 +113,21 @@ impl Drop for Guard {
         if let Some(task) = &self.task {
             task.abort();
         }
-        self.circuit.fleet_hook().detach();
+        FleetHook::of(&self.circuit).detach();
     }
 }
 
 /// Wall-clock epoch milliseconds, anchored once and advanced by tokio's monotonic clock
 /// (so paused-time tests and a stepped system clock agree with the circuit's timers).
 #[derive(Clone, Copy, Debug)]
-struct Clock {
+struct EpochClock {
     wall_ms: u64,
     origin: Instant,
 }
 
-impl Clock {
+impl EpochClock {
     fn new() -> Self {
-        Clock {
+        EpochClock {
             wall_ms: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -215,7 +216,7 @@ pub struct FleetStatus {
     pub open_until: Option<SystemTime>,
     /// This instance holds the fleet's probe lease.
     pub lease_held: bool,
-    /// Fresh reports in the record, and how many of them are Open on their own evidence.
+    /// Instances with a fresh report in the record.
     pub reporting_instances: u32,
     /// Of those, Open on their own evidence.
     pub open_instances: u32,
@@ -237,16 +238,6 @@ pub struct FleetStatus {
     pub corrupt_records: u64,
     /// The last store error.
     pub last_error: Option<StoreError>,
-}
-
-/// How a circuit looks to the fleet code; see `Circuit::fleet_parts`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CircuitParts {
-    pub(crate) state: CircuitState,
-    pub(crate) normal: bool,
-    pub(crate) open_until: Option<SystemTime>,
-    pub(crate) opens_in_a_row: u32,
-    pub(crate) now: SystemTime,
 }
 
 impl FleetSync {
@@ -299,14 +290,14 @@ impl FleetSync {
         store: Arc<dyn SharedState>,
         config: FleetConfig,
     ) -> Result<Arc<Inner>, ConfigError> {
-        if !circuit.fleet_hook().attach() {
+        if !FleetHook::of(circuit).attach() {
             return Err(ConfigError::new(
                 "circuit",
                 "already has a fleet sync attached",
             ));
         }
-        let clock = Clock::new();
-        let wake = circuit.fleet_hook().waker();
+        let clock = EpochClock::new();
+        let wake = FleetHook::of(circuit).waker();
         let log = Arc::new(Mutex::new(LocalLog::default()));
         {
             // The circuit's own transitions, recorded for the next publish.
@@ -502,7 +493,7 @@ impl Inner {
             }
             Err(e) => {
                 self.log().pending.merge(pending);
-                self.circuit.fleet_hook().set_gate(GATE_OFF);
+                FleetHook::of(&self.circuit).set_gate(GATE_OFF);
                 let mut status = self.status();
                 status.mode = FleetMode::LocalOnly;
                 status.lease_held = false;
@@ -585,7 +576,7 @@ impl Inner {
         // Readers prune too: pruning alone is no reason to write.
         record.prune(now_ms, config.report_ttl.as_millis() as u64);
         let original = record.clone();
-        let parts = self.circuit.fleet_parts();
+        let parts = self.circuit.parts();
         let window = self.circuit.stats().window;
         let (own_open, opened_at_ms) = {
             let log = self.log();
@@ -597,7 +588,7 @@ impl Inner {
         let own_open = own_open && parts.state != CircuitState::Closed && !closing;
         let local_until_ms = self
             .circuit
-            .reopens_at()
+            .break_ends_at()
             .map(|t| self.clock.at_ms(t.max(Instant::now())));
 
         // 1. This instance's report.
@@ -663,7 +654,7 @@ impl Inner {
         let wants = parts.normal
             && parts.state == CircuitState::Open
             && local_until_ms.is_some_and(|u| u <= now_ms)
-            && self.circuit.fleet_hook().wants_lease();
+            && FleetHook::of(&self.circuit).wants_lease();
         if record.state == FleetState::Open && now_ms >= record.open_until_ms {
             let lease_ms = config.lease_ttl.as_millis() as u64;
             let generation = record.generation;
@@ -693,7 +684,7 @@ impl Inner {
     fn adopt(&self, record: &FleetRecord) {
         let now_ms = self.clock.now_ms();
         let id = self.config.instance_id.as_str();
-        let hook = self.circuit.fleet_hook();
+        let hook = FleetHook::of(&self.circuit);
         let lease = record.lease_of(id).is_some_and(|l| l.until_ms > now_ms);
         let left = {
             let mut log = self.log();
@@ -711,7 +702,7 @@ impl Inner {
         if !fleet_open || lease {
             hook.lease_settled();
         }
-        let parts = self.circuit.fleet_parts();
+        let parts = self.circuit.parts();
         let mut adopted_open = false;
         let mut adopted_close = false;
         let evidence = record.evidence();
@@ -722,10 +713,12 @@ impl Inner {
             if self.config.meets(evidence) {
                 let longest = longest_break(&self.circuit.config());
                 let remaining = Duration::from_millis(record.open_until_ms - now_ms).min(longest);
-                adopted_open = self.circuit.fleet_adopt_open(remaining);
+                adopted_open = self
+                    .circuit
+                    .adopt_open(TransitionReason::FleetOpen, remaining);
             }
         } else if will_adopt_close(record, &parts, self.log().opened_at_ms) {
-            adopted_close = self.circuit.fleet_adopt_closed();
+            adopted_close = self.circuit.adopt_closed(TransitionReason::FleetClosed);
         }
         if adopted_open {
             tracing::info!(
@@ -738,7 +731,7 @@ impl Inner {
         status.mode = FleetMode::Shared;
         status.fleet_state = Some(record.state);
         status.generation = record.generation;
-        status.open_until = fleet_open.then(|| Clock::system(record.open_until_ms));
+        status.open_until = fleet_open.then(|| EpochClock::system(record.open_until_ms));
         status.lease_held = fleet_open && lease;
         status.reporting_instances = evidence.instances;
         status.open_instances = evidence.open_instances;
