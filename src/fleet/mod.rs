@@ -49,6 +49,8 @@ pub use self::dynamodb::DynamoDbStore;
 #[cfg(feature = "fleet-redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use config::{FleetConfig, FleetConfigBuilder};
+#[cfg(test)]
+pub(crate) use hook::FleetHook;
 pub use memory::MemoryStore;
 pub use record::FleetState;
 pub use snapshot::{CircuitSnapshot, SnapshotError};
