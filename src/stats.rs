@@ -115,7 +115,7 @@ pub enum TransitionReason {
     Tripped,
     /// A classifier returned [`Verdict::OpenFor`](crate::classify::Verdict::OpenFor).
     RetryAfter,
-    /// The recovery timeout elapsed and a call arrived: it became a probe.
+    /// The break ended (whatever set its length) and a call arrived: it became a probe.
     RecoveryTimeoutElapsed,
     /// Every half-open probe succeeded.
     ProbesSucceeded,

@@ -292,8 +292,8 @@ impl Circuit {
             .clone()
     }
 
-    /// The current state. Reading it never changes it: an Open circuit whose recovery
-    /// timeout has passed still reads `Open` until a call arrives (see
+    /// The current state. Reading it never changes it: an Open circuit whose break has
+    /// ended still reads `Open` until a call arrives (see
     /// [`CircuitBreakerStats::next_attempt_time`]).
     pub fn state(&self) -> CircuitState {
         self.word().state()
