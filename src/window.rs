@@ -166,17 +166,22 @@ impl Counts {
 
 /// A time-bucketed ring of counters. Geometry (bucket count) is fixed; the bucket width
 /// is passed in by the caller so a reconfiguration can change it.
+///
+/// `repr(C)`: what every outcome reads comes first, in [`HOT_BYTES`](Self::HOT_BYTES)
+/// bytes, so the circuit can keep it on a line nothing writes per call.
+#[repr(C)]
 pub(crate) struct Window {
-    buckets: usize,
-    lines_per_stripe: usize,
     stripe_mask: usize,
-    /// Per slot: `bucket index + 1` of the bucket it holds, 0 when empty.
-    epochs: Box<[AtomicU64]>,
     /// The newest bucket written: `index << SLOT_BITS | slot`, so the common case finds
     /// its slot with one load and one multiplication instead of two divisions.
     cursor: AtomicU64,
+    /// Per slot: `bucket index + 1` of the bucket it holds, 0 when empty.
+    epochs: Box<[AtomicU64]>,
     /// Per stripe, its lines, allocated on the stripe's first write.
     lines: Box<[OnceLock<Box<[Line]>>]>,
+    // ----- the rest is read or written off the per-call path -----
+    buckets: usize,
+    lines_per_stripe: usize,
     /// Counts moved out of reused or cleared buckets, and out of a stripe's `OUTSIDE`
     /// cells when a half nears 2^31. Locked by `rotate`, `clear` and `snapshot` (to read
     /// the lifetime consistently with those moves), and by `retire_outside` once per 2^31
@@ -198,6 +203,10 @@ impl std::fmt::Debug for Window {
 }
 
 impl Window {
+    /// The bytes at the start of a window that every outcome reads.
+    #[cfg(test)]
+    pub(crate) const HOT_BYTES: usize = std::mem::offset_of!(Window, buckets);
+
     pub(crate) fn new(buckets: usize) -> Self {
         let stripes = stripes();
         let cells = STRIPE_EXTRA + buckets * CELLS_PER_BUCKET;

@@ -159,7 +159,7 @@ impl Circuit {
                 (_, CircuitState::Closed) => return Ok(ticket(Kind::Windowed, w.generation())),
                 (_, CircuitState::Open) => {
                     let until = hot.open_until.load(Ordering::Acquire);
-                    let now = self.shared.clock.now_ns_near(until);
+                    let now = self.shared.hot.clock.now_ns_near(until);
                     if now < until {
                         return self.reject(
                             RejectReason::Open,
@@ -234,14 +234,14 @@ impl Circuit {
     fn probe_timed_out(&self, seen: Word) -> bool {
         let hot = &self.shared.hot;
         let deadline = hot.probe_deadline.load(Ordering::Acquire);
-        if self.shared.clock.now_ns_near(deadline) < deadline {
+        if self.shared.hot.clock.now_ns_near(deadline) < deadline {
             return false;
         }
         let opened = self.transition(TransitionReason::ProbeTimedOut, |cur| {
             // The word unchanged since the slots were seen full, and the deadline (which a
             // new probe extends before taking its slot) still passed.
             let deadline = hot.probe_deadline.load(Ordering::Acquire);
-            (cur == seen && self.shared.clock.now_ns_near(deadline) >= deadline)
+            (cur == seen && self.shared.hot.clock.now_ns_near(deadline) >= deadline)
                 .then_some((CircuitState::Open, Mode::Normal))
         });
         if opened.is_some() {

@@ -62,7 +62,7 @@ impl Circuit {
         let mut locked = self.lock();
         let old_width = locked.config.bucket_width_ns();
         self.shared.store_tunables(&config);
-        self.shared.clock.configure(config.clock_span_ns());
+        self.shared.hot.clock.configure(config.clock_span_ns());
         if config.bucket_width_ns() != old_width {
             self.shared.window.clear();
         }

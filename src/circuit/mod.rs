@@ -120,6 +120,8 @@ struct Hot {
     probe_deadline: AtomicU64,
     /// `half_open_max_wait` in ns.
     probe_wait_ns: AtomicU64,
+    /// Read by every call; written only when its source changes (see [`crate::clock`]).
+    clock: Clock,
 }
 
 const FLAG_SLOW_IS_FAILURE: u32 = 1;
@@ -127,8 +129,8 @@ const FLAG_DROPPED_IS_FAILURE: u32 = 2;
 const FLAG_METRICS_ONLY: u32 = 4;
 const FLAG_RATES: u32 = 8;
 
-/// Fields written by outcomes.
-#[repr(align(128))]
+/// Fields written by outcomes. Not aligned: [`Shared`]'s layout keeps them off the lines
+/// the Closed path reads.
 struct Written {
     consecutive: AtomicU64,
     /// `ns + 1` of the last success / failure; 0 when none yet.
@@ -136,24 +138,37 @@ struct Written {
     last_failure: AtomicU64,
 }
 
+/// One circuit, laid out by hand (`repr(C)`, 6 × 128 bytes) so that no 128-byte block
+/// (two 64-byte lines, the unit the adjacent-line prefetcher moves) holds both what every
+/// call reads and what outcomes write:
+///
+/// | bytes | what | written |
+/// |---|---|---|
+/// | 0–127 | `hot` (state word, tunables, clock) | on transitions, by probes, on reconfiguration |
+/// | 128–~200 | `observer`, the window's cursor and pointers | once per bucket (the cursor) |
+/// | ~200–~330 | the window's locks, `gate`, `written` | by outcomes (`written`), rarely the rest |
+/// | ~330–767 | names, the cold lock and what it guards | on cold paths only |
+///
+/// (Before this layout `hot` and `written` each had a 128-byte line of their own, and
+/// the `Arc` header another: 1 152 + 128 bytes per circuit instead of 768 + 128.)
+#[repr(C)]
 struct Shared {
     hot: Hot,
-    written: Written,
+    /// Told of every outcome, rejection and transition; set when the circuit is made
+    /// (see [`CircuitObserver`]). `None`: one untaken branch per call.
+    observer: Option<Box<dyn CircuitObserver>>,
     window: Window,
+    /// Consulted only when a break is over, before the circuit goes HalfOpen; installed
+    /// by an edge that attaches later (see [`AdmissionGate`]). Empty: nothing allocated.
+    gate: OnceLock<Box<dyn AdmissionGate>>,
+    written: Written,
     name: Arc<str>,
     /// Copies of the name for rejections, one per window stripe, made on the stripe's
     /// first rejection (a circuit that never rejects holds none).
     names: Box<[OnceLock<Name>]>,
     service: Arc<str>,
     operation: Arc<str>,
-    clock: Clock,
     origin_wall: SystemTime,
-    /// Told of every outcome, rejection and transition; set when the circuit is made
-    /// (see [`CircuitObserver`]). `None`: one untaken branch per call.
-    observer: Option<Box<dyn CircuitObserver>>,
-    /// Consulted only when a break is over, before the circuit goes HalfOpen; installed
-    /// by an edge that attaches later (see [`AdmissionGate`]). Empty: nothing allocated.
-    gate: OnceLock<Box<dyn AdmissionGate>>,
     has_waiters: AtomicBool,
     locked: Mutex<Locked>,
 }
@@ -246,6 +261,7 @@ impl Circuit {
                 slow_rate: AtomicU64::new(0),
                 probe_deadline: AtomicU64::new(0),
                 probe_wait_ns: AtomicU64::new(0),
+                clock,
             },
             written: Written {
                 consecutive: AtomicU64::new(0),
@@ -259,7 +275,6 @@ impl Circuit {
             name,
             service,
             operation,
-            clock,
             origin_wall,
             observer,
             gate: OnceLock::new(),
@@ -317,12 +332,12 @@ impl Circuit {
     /// The hot-path clock read (see [`crate::clock`]).
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
-        self.shared.clock.now_ns()
+        self.shared.hot.clock.now_ns()
     }
 
     /// The clock read of cold paths: also notices a tokio clock paused after creation.
     fn now_ns_checked(&self) -> u64 {
-        self.shared.clock.now_ns_checked()
+        self.shared.hot.clock.now_ns_checked()
     }
 
     fn wall(&self, ns: u64) -> SystemTime {
@@ -330,7 +345,7 @@ impl Circuit {
     }
 
     pub(crate) fn instant(&self, ns: u64) -> Instant {
-        self.shared.clock.origin() + Duration::from_nanos(ns)
+        self.shared.hot.clock.origin() + Duration::from_nanos(ns)
     }
 
     fn lock(&self) -> MutexGuard<'_, Locked> {
@@ -462,5 +477,27 @@ impl Circuit {
         let result = operation.await;
         permit.complete(classifier.classify(&result));
         result.map_err(CallError::Inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The layout [`Shared`](super::Shared)'s docs describe: 6 lines, `hot` one of them, and
+    /// what outcomes write at least 128 bytes past the end of what every call reads.
+    #[test]
+    fn shared_keeps_what_calls_read_apart_from_what_outcomes_write() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<super::Hot>(), 128);
+        assert!(size_of::<super::Shared>() <= 6 * 128);
+        let written = offset_of!(super::Shared, written);
+        assert!(written >= 2 * 128, "written at {written}");
+        let window = offset_of!(super::Shared, window);
+        assert!(window + crate::window::Window::HOT_BYTES <= 2 * 128);
+        eprintln!(
+            "Shared {} bytes: window at {window}, gate at {}, written at {written}, locked at {}",
+            size_of::<super::Shared>(),
+            offset_of!(super::Shared, gate),
+            offset_of!(super::Shared, locked)
+        );
     }
 }
