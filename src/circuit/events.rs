@@ -45,7 +45,7 @@ impl Circuit {
             if let Some(observer) = &self.shared.observer {
                 guarded(|| observer.transition(&event));
             }
-            for listener in listeners.iter() {
+            for listener in listeners.iter().flat_map(|all| all.iter()) {
                 if catch_unwind(AssertUnwindSafe(|| listener(&event))).is_err() {
                     guarded(|| {
                         tracing::error!(
@@ -65,9 +65,14 @@ impl Circuit {
         F: Fn(&TransitionEvent) + Send + Sync + 'static,
     {
         let mut locked = self.lock();
-        let mut all: Vec<Listener> = locked.listeners.iter().cloned().collect();
+        let mut all: Vec<Listener> = locked
+            .listeners
+            .iter()
+            .flat_map(|all| all.iter())
+            .cloned()
+            .collect();
         all.push(Arc::new(listener));
-        locked.listeners = all.into();
+        locked.listeners = Some(all.into());
     }
 }
 

@@ -166,10 +166,12 @@ struct Shared {
     /// Copies of the name for rejections, one per window stripe, made on the stripe's
     /// first rejection (a circuit that never rejects holds none).
     names: Box<[OnceLock<Name>]>,
-    service: Arc<str>,
-    operation: Arc<str>,
     origin_wall: SystemTime,
     has_waiters: AtomicBool,
+    /// Where the operation starts in `name` (`service/operation`), 0 for a circuit made
+    /// by name only (service: the whole name, operation: empty). The labels are cut from
+    /// the name when an event needs them instead of being kept twice.
+    operation_at: u32,
     locked: Mutex<Locked>,
 }
 
@@ -178,7 +180,8 @@ struct Locked {
     config: CircuitBreakerConfig,
     /// Openings since the circuit last closed, for the growing break duration.
     opens_in_a_row: u32,
-    listeners: Arc<[Listener]>,
+    /// `None` until the first listener: an empty `Arc<[_]>` would still be an allocation.
+    listeners: Option<Arc<[Listener]>>,
     events: VecDeque<TransitionEvent>,
     dispatching: bool,
     waiters: Vec<Waker>,
@@ -202,18 +205,19 @@ impl Circuit {
 
     /// A circuit with a name, used in errors, events and logs.
     pub fn named(name: impl Into<Arc<str>>, config: CircuitBreakerConfig) -> Self {
-        let name = name.into();
-        Self::build(name.clone(), name, Arc::from(""), config)
+        Self::build(name.into(), 0, config)
     }
 
     /// A circuit for one operation of one service, named `service/operation`; events,
     /// logs and metrics carry both labels. This is how a
     /// [`CircuitBreakerRegistry`](crate::CircuitBreakerRegistry) makes its circuits.
     pub fn for_operation(service: &str, operation: &str, config: CircuitBreakerConfig) -> Self {
+        // A service name of 4 GiB or more (refused by a registry long before) would be
+        // reported whole, with an empty operation.
+        let operation_at = u32::try_from(service.len() + 1).unwrap_or(0);
         Self::build(
             Arc::from(format!("{service}/{operation}")),
-            Arc::from(service),
-            Arc::from(operation),
+            operation_at,
             config,
         )
     }
@@ -222,22 +226,17 @@ impl Circuit {
     /// wiring assembles for a new circuit (with feature `metrics`, its counters and state
     /// gauge; see `crate::default_observer`, the one place outside the core that decides
     /// it). The core itself names no edge.
-    fn build(
-        name: Arc<str>,
-        service: Arc<str>,
-        operation: Arc<str>,
-        config: CircuitBreakerConfig,
-    ) -> Self {
-        let observer = crate::default_observer::for_new_circuit(&service, &operation);
-        Self::with_observer(name, service, operation, config, observer)
+    fn build(name: Arc<str>, operation_at: u32, config: CircuitBreakerConfig) -> Self {
+        let (service, operation) = labels(&name, operation_at);
+        let observer = crate::default_observer::for_new_circuit(service, operation);
+        Self::with_observer(name, operation_at, config, observer)
     }
 
     /// A circuit whose outcomes, rejections and transitions are reported to `observer`
     /// (none: nothing is reported, and the Closed path pays one untaken branch).
     pub(crate) fn with_observer(
         name: Arc<str>,
-        service: Arc<str>,
-        operation: Arc<str>,
+        operation_at: u32,
         config: CircuitBreakerConfig,
         observer: Option<Box<dyn CircuitObserver>>,
     ) -> Self {
@@ -273,8 +272,7 @@ impl Circuit {
                 .collect(),
             window,
             name,
-            service,
-            operation,
+            operation_at,
             origin_wall,
             observer,
             gate: OnceLock::new(),
@@ -282,7 +280,7 @@ impl Circuit {
             locked: Mutex::new(Locked {
                 config: config.clone(),
                 opens_in_a_row: 0,
-                listeners: Arc::from(Vec::new()),
+                listeners: None,
                 events: VecDeque::new(),
                 dispatching: false,
                 waiters: Vec::new(),
@@ -296,6 +294,17 @@ impl Circuit {
     /// The circuit's name.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// The service and operation labels for an event (see
+    /// [`for_operation`](Self::for_operation)): a circuit made by name only shares its
+    /// name as the service.
+    fn label_arcs(&self) -> (Arc<str>, Arc<str>) {
+        if self.shared.operation_at == 0 {
+            return (self.shared.name.clone(), Arc::from(""));
+        }
+        let (service, operation) = labels(&self.shared.name, self.shared.operation_at);
+        (Arc::from(service), Arc::from(operation))
     }
 
     /// The name for a rejection: this thread's stripe's copy (see [`Name`]), made on the
@@ -477,6 +486,15 @@ impl Circuit {
         let result = operation.await;
         permit.complete(classifier.classify(&result));
         result.map_err(CallError::Inner)
+    }
+}
+
+/// The service and operation labels of a circuit named `name`, its operation starting at
+/// `operation_at` (0: named by name only).
+fn labels(name: &str, operation_at: u32) -> (&str, &str) {
+    match operation_at as usize {
+        0 => (name, ""),
+        at => (&name[..at - 1], &name[at..]),
     }
 }
 

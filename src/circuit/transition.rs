@@ -111,10 +111,11 @@ impl Circuit {
             }
             if from != new.state() {
                 let stats = self.stats_locked(&locked);
+                let (service, operation) = self.label_arcs();
                 locked.events.push_back(TransitionEvent {
                     circuit: self.shared.name.clone(),
-                    service: self.shared.service.clone(),
-                    operation: self.shared.operation.clone(),
+                    service,
+                    operation,
                     from,
                     to: new.state(),
                     reason,
