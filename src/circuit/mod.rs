@@ -363,6 +363,7 @@ impl Circuit {
         self.shared.locked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     fn flags(&self) -> u32 {
         self.shared.hot.flags.load(Ordering::Relaxed)
     }

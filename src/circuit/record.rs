@@ -60,11 +60,11 @@ impl Circuit {
             failed: verdict != Verdict::Success,
             slow: now.saturating_sub(start.saturating_sub(1)) > expected,
         };
+        self.note_time(now, outcome.failed);
         // The observer's only cost on the Closed path: one branch when none is attached.
         if let Some(observer) = &self.shared.observer {
             observer.outcome(outcome);
         }
-        self.note_time(now, outcome.failed);
         (now, outcome)
     }
 
