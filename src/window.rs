@@ -167,7 +167,7 @@ impl Counts {
 /// A time-bucketed ring of counters. Geometry (bucket count) is fixed; the bucket width
 /// is passed in by the caller so a reconfiguration can change it.
 ///
-/// `repr(C)`: what every outcome reads comes first, in [`HOT_BYTES`](Self::HOT_BYTES)
+/// `repr(C)`: what every outcome reads comes first, in `HOT_BYTES`
 /// bytes, so the circuit can keep it on a line nothing writes per call.
 #[repr(C)]
 pub(crate) struct Window {

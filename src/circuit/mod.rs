@@ -71,7 +71,7 @@ type Listener = Arc<dyn Fn(&TransitionEvent) + Send + Sync>;
 ///   in the stack, future never dropped) is given up at the probe deadline
 ///   ([`half_open_max_wait`](CircuitBreakerConfig::half_open_max_wait), by default the
 ///   recovery timeout): the first call after it re-opens the circuit with
-///   [`TransitionReason::ProbeTimedOut`], the break dated from the deadline, so the
+///   [`TransitionReason::ProbeTimedOut`](crate::stats::TransitionReason::ProbeTimedOut), the break dated from the deadline, so the
 ///   circuit can never be wedged in HalfOpen. Checked lazily by admission, like the end
 ///   of a break: no timer, and nothing on the Closed path.
 /// * Results of calls admitted before a transition are *late*: counted in the lifetime
