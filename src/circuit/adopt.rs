@@ -3,7 +3,7 @@
 //!
 //! All off the admission path, named for what they do to the circuit. Nothing else in the
 //! circuit depends on them; the only edge check admission makes is the
-//! [`AdmissionGate`](super::AdmissionGate), installed here.
+//! [`AdmissionGate`], installed here.
 //!
 //! They are always compiled; without an edge that uses them (today only feature `fleet`
 //! does) the dead-code lint is quieted for this file.
