@@ -91,20 +91,28 @@
 //! bounded in number and length by the limits above, but a crafted set of keys could
 //! still make one shard's chains long.
 
-use crate::config::{ConfigError, ConfigPatch};
-use crate::error::{CallError, CircuitOpen};
+use crate::config::ConfigError;
+use crate::error::CallError;
 use crate::stats::TransitionEvent;
 use crate::{Circuit, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerStats};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+#[cfg(feature = "serde")]
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
+mod config;
+mod entry;
+mod fallback;
 mod limits;
 mod table;
+pub(crate) use config::key_path;
+pub use config::{RegistryConfig, RegistryConfigError, ServiceOverrides};
+use entry::{Entry, Handle, key_hash};
+pub use fallback::{ExecuteFallback, FallbackCause, OnFailureToo, on_failure_too};
 pub use limits::{KeyRefused, RegistryLimits, RegistryLimitsBuilder, RegistryStats};
 use table::{Refusal, Table};
 
@@ -141,340 +149,6 @@ struct Inner {
 struct Settings {
     config: RegistryConfig,
     listeners: Vec<Listener>,
-}
-
-struct Entry {
-    hash: u64,
-    /// The length of the service name: the circuit's name is `service/operation`.
-    split: u32,
-    circuit: Circuit,
-    /// The configuration asked for at creation, before overrides: re-applying a document
-    /// recomputes the circuit's configuration from it.
-    base: Arc<CircuitBreakerConfig>,
-    /// Per thread stripe, a handle to the circuit that lookups clone: a reference count
-    /// per stripe, so threads running calls through one key write to no common line.
-    /// Made on the stripe's first lookup.
-    handles: Box<[OnceLock<Arc<Handle>>]>,
-    /// The wall time the circuit's clock started from (taken just after it, so to within
-    /// microseconds): its stats' times minus this are instants of its own clock.
-    origin: SystemTime,
-}
-
-/// One stripe's handle to an entry's circuit: held for as long as a call runs through it.
-#[repr(align(64))]
-struct Handle(Circuit);
-
-/// The registry-wide configuration: a default and per-key overrides.
-///
-/// With feature `serde` it is read from a JSON or TOML document (see
-/// [`RegistryConfig::from_json`] and [`RegistryConfig::from_toml`]).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RegistryConfig {
-    /// Configuration of circuits created without one.
-    pub default: CircuitBreakerConfig,
-    /// Overrides per service, and per operation within it.
-    pub services: BTreeMap<String, ServiceOverrides>,
-    /// How many circuits, how long their names, how long idle ones stay.
-    pub limits: RegistryLimits,
-}
-
-/// Overrides for one service's circuits.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ServiceOverrides {
-    /// Applied to every operation of the service.
-    pub all: ConfigPatch,
-    /// Applied to one operation, after `all`.
-    pub operations: BTreeMap<String, ConfigPatch>,
-}
-
-impl RegistryConfig {
-    /// The configuration of `(service, operation)` built on `base`.
-    ///
-    /// # Errors
-    ///
-    /// When an override makes it invalid; the error names the key and the field.
-    pub fn resolve(
-        &self,
-        service: &str,
-        operation: &str,
-        base: &CircuitBreakerConfig,
-    ) -> Result<CircuitBreakerConfig, RegistryConfigError> {
-        let Some(s) = self.services.get(service) else {
-            return Ok(base.clone());
-        };
-        let op = s.operations.get(operation);
-        let mut config = base.clone();
-        for (key, patch) in [
-            (key_path(&["services", service]), Some(&s.all)),
-            (
-                key_path(&["services", service, "operations", operation]),
-                op,
-            ),
-        ] {
-            if let Some(patch) = patch {
-                config = patch
-                    .apply(&config)
-                    .map_err(|e| RegistryConfigError::invalid(&key, e))?;
-            }
-        }
-        Ok(config)
-    }
-}
-
-/// A registry configuration was refused; nothing changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegistryConfigError {
-    key: String,
-    field: Option<String>,
-    message: String,
-}
-
-impl RegistryConfigError {
-    pub(crate) fn new(
-        key: impl Into<String>,
-        field: Option<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        RegistryConfigError {
-            key: key.into(),
-            field,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn invalid(key: &str, e: ConfigError) -> Self {
-        Self::new(key, Some(e.field().to_string()), e.rule())
-    }
-
-    /// Where: for an error in a document, the table (`default`, `services.dynamodb`,
-    /// `services.dynamodb.operations.storeUserMessage`); for an override that does not
-    /// fit a live circuit, `service` or `service.operation`; empty for an error in the
-    /// document as a whole (syntax, size, unreadable file).
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// What is wrong, e.g. the parser's message with its line and column, or the rule
-    /// a value broke.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The field, when one is to blame.
-    pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
-    }
-}
-
-impl fmt::Display for RegistryConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.key, &self.field) {
-            (k, _) if k.is_empty() => write!(f, "circuit breaker config refused: {}", self.message),
-            (k, Some(field)) => {
-                write!(
-                    f,
-                    "circuit breaker config refused at `{k}`, field `{field}`: {}",
-                    self.message
-                )
-            }
-            (k, None) => write!(
-                f,
-                "circuit breaker config refused at `{k}`: {}",
-                self.message
-            ),
-        }
-    }
-}
-
-impl std::error::Error for RegistryConfigError {}
-
-// ===== keys =====
-
-/// Whether `s` can be written as a bare TOML key.
-fn is_bare(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// `s` as a TOML basic string, quotes included.
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Segments joined with `.`, each bare or quoted as in TOML: `services."a.b".operations.x`.
-pub(crate) fn key_path<S: AsRef<str>>(segments: &[S]) -> String {
-    let mut out = String::new();
-    for (i, s) in segments.iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        let s = s.as_ref();
-        if is_bare(s) {
-            out.push_str(s);
-        } else {
-            out.push_str(&quote(s));
-        }
-    }
-    out
-}
-
-/// The hash of a key: 8-byte words folded in by xor, multiply and rotate, the two names
-/// separated by their lengths, then a final avalanche so high and low bits both depend
-/// on every byte (the chain comes from the low bits).
-fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    #[inline]
-    fn fold(mut h: u64, bytes: &[u8]) -> u64 {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-            h = (h ^ w).wrapping_mul(K).rotate_left(31);
-        }
-        // Byte by byte: a copy of a variable-length tail would call `memcpy`.
-        let tail = (words.remainder().iter().rev()).fold(0u64, |t, &b| t << 8 | u64::from(b));
-        (h ^ tail ^ (bytes.len() as u64) << 56)
-            .wrapping_mul(K)
-            .rotate_left(31)
-    }
-    let mut h = fold(fold(seed, service.as_bytes()), operation.as_bytes());
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-impl Entry {
-    fn is(&self, service: &str, operation: &str) -> bool {
-        let name = self.circuit.name().as_bytes();
-        self.split as usize == service.len()
-            && name.len() == service.len() + 1 + operation.len()
-            && name[..service.len()] == *service.as_bytes()
-            && name[service.len() + 1..] == *operation.as_bytes()
-    }
-
-    fn service(&self) -> &str {
-        &self.circuit.name()[..self.split as usize]
-    }
-
-    fn operation(&self) -> &str {
-        &self.circuit.name()[self.split as usize + 1..]
-    }
-
-    /// This stripe's handle.
-    #[inline]
-    fn handle(&self, stripe: usize) -> &Arc<Handle> {
-        self.handles[stripe].get_or_init(|| Arc::new(Handle(self.circuit.clone())))
-    }
-
-    /// Whether the registry may forget it; see the module docs, "Limits".
-    fn is_idle(self: &Arc<Self>, idle_ns: u64) -> bool {
-        let held = |h: &OnceLock<Arc<Handle>>| h.get().is_some_and(|h| Arc::strong_count(h) > 1);
-        if self.handles.iter().any(held) {
-            return false; // a call is running through it
-        }
-        let c = &self.circuit;
-        // The circuit's clock started at its creation: a young circuit is not idle, and
-        // this check spares the stats of every circuit of a table that is filling up.
-        let now = c.now_ns();
-        if now < idle_ns || c.state() != crate::CircuitState::Closed {
-            return false;
-        }
-        let stats = c.stats();
-        if stats.manual_override.is_some() || stats.window.requests > 0 {
-            return false;
-        }
-        let since = |t: Option<SystemTime>| {
-            t.and_then(|t| t.duration_since(self.origin).ok())
-                .map_or(0, |d| d.as_nanos() as u64)
-        };
-        let last = since(stats.last_success_time).max(since(stats.last_failure_time));
-        now.saturating_sub(last) >= idle_ns
-    }
-}
-
-// ===== fallbacks =====
-
-/// Why [`CircuitBreakerRegistry::execute`] ran the fallback.
-#[derive(Debug)]
-pub enum FallbackCause<E> {
-    /// The circuit rejected the call; the operation did not run.
-    Rejected(CircuitOpen),
-    /// The operation ran and failed (only with [`on_failure_too`]).
-    Failed(E),
-}
-
-/// What [`CircuitBreakerRegistry::execute`] does instead of the operation.
-///
-/// Implemented by every `FnOnce(FallbackCause<E>) -> impl Future<Output = Result<T, E>>`
-/// (run when the circuit rejects), by [`OnFailureToo`] (also run when the operation
-/// fails) and by [`NoFallback`](crate::NoFallback) (a rejection becomes `E` through
-/// `From<CircuitOpen>`; the operation's own errors pass through unchanged).
-pub trait ExecuteFallback<T, E> {
-    /// Whether a failed operation also goes to the fallback.
-    fn on_failure(&self) -> bool {
-        false
-    }
-
-    /// Answers instead of the operation.
-    fn run(self, cause: FallbackCause<E>) -> impl Future<Output = Result<T, E>>;
-}
-
-impl<F, Fut, T, E> ExecuteFallback<T, E> for F
-where
-    F: FnOnce(FallbackCause<E>) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    fn run(self, cause: FallbackCause<E>) -> impl Future<Output = Result<T, E>> {
-        self(cause)
-    }
-}
-
-impl<T, E: From<CircuitOpen>> ExecuteFallback<T, E> for crate::NoFallback {
-    async fn run(self, cause: FallbackCause<E>) -> Result<T, E> {
-        Err(match cause {
-            FallbackCause::Rejected(open) => open.into(),
-            FallbackCause::Failed(e) => e,
-        })
-    }
-}
-
-/// A fallback that also answers when the operation fails. Made by [`on_failure_too`].
-#[derive(Clone, Copy, Debug)]
-pub struct OnFailureToo<F>(F);
-
-/// Runs `fallback` when the circuit rejects *and* when the operation fails.
-pub fn on_failure_too<F>(fallback: F) -> OnFailureToo<F> {
-    OnFailureToo(fallback)
-}
-
-impl<F, Fut, T, E> ExecuteFallback<T, E> for OnFailureToo<F>
-where
-    F: FnOnce(FallbackCause<E>) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    fn on_failure(&self) -> bool {
-        true
-    }
-
-    fn run(self, cause: FallbackCause<E>) -> impl Future<Output = Result<T, E>> {
-        (self.0)(cause)
-    }
 }
 
 /// One circuit's key and stats, from [`CircuitBreakerRegistry::all_stats`].
@@ -938,6 +612,57 @@ impl CircuitBreakerRegistry {
             .store(duration_ns(limits.idle_timeout()), Ordering::Relaxed);
         settings.config = config;
         Ok(())
+    }
+}
+
+// ===== documents (feature `serde`) =====
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl CircuitBreakerRegistry {
+    /// Reads a JSON document ([`RegistryConfig::from_json`]) and applies it
+    /// ([`apply_config`](Self::apply_config)): live circuits take the new thresholds and
+    /// keep their state and counts. A refused document changes nothing.
+    ///
+    /// ```
+    /// use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry};
+    ///
+    /// let registry = CircuitBreakerRegistry::new();
+    /// let circuit = registry.circuit("dynamodb", "storeUserMessage", &CircuitBreakerConfig::dynamodb());
+    /// registry.apply_json(r#"{ "services": { "dynamodb": { "failure_threshold": 2 } } }"#)?;
+    /// assert_eq!(circuit.config().failure_threshold(), 2);
+    ///
+    /// let err = registry.apply_json(r#"{ "services": { "dynamodb": { "failure_threshold": 0 } } }"#).unwrap_err();
+    /// assert_eq!(err.field(), Some("failure_threshold"));
+    /// assert_eq!(circuit.config().failure_threshold(), 2);
+    /// # Ok::<(), tower_circuit_breaker::registry::RegistryConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`RegistryConfig::from_json`] and [`apply_config`](Self::apply_config).
+    pub fn apply_json(&self, document: &str) -> Result<(), RegistryConfigError> {
+        self.apply_config(RegistryConfig::from_json(document)?)
+    }
+
+    /// Reads a TOML document ([`RegistryConfig::from_toml`]) and applies it, as
+    /// [`apply_json`](Self::apply_json) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`RegistryConfig::from_toml`] and [`apply_config`](Self::apply_config).
+    pub fn apply_toml(&self, document: &str) -> Result<(), RegistryConfigError> {
+        self.apply_config(RegistryConfig::from_toml(document)?)
+    }
+
+    /// Reads a document from a file ([`RegistryConfig::from_file`]) and applies it, as
+    /// [`apply_json`](Self::apply_json) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`RegistryConfig::from_file`] and [`apply_config`](Self::apply_config).
+    pub fn apply_file(&self, path: impl AsRef<Path>) -> Result<(), RegistryConfigError> {
+        self.apply_config(RegistryConfig::from_file(path)?)
     }
 }
 
