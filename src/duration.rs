@@ -237,4 +237,3 @@ pub mod string {
         }
     }
 }
-

@@ -53,7 +53,6 @@ pub(crate) fn serialize_time<S: Serializer>(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

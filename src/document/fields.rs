@@ -187,4 +187,3 @@ pub(super) fn serialize_entries<S: Serializer>(
     }
     s.end()
 }
-

@@ -1,13 +1,12 @@
 //! Keys of a document's tables: unknown and repeated ones are refused as they are read.
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// The key under which toml hands a date-time to a visitor, as a one-entry table.
 pub(super) const TOML_DATETIME: &str = "$__toml_private_datetime";
-
 
 /// Reads a key of a table whose keys are `names`, refusing unknown and repeated ones
 /// while the key is read, so the error's path ends at the key.
@@ -99,4 +98,3 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
         deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
     }
 }
-

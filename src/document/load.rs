@@ -2,9 +2,9 @@
 //! within the size limits, with errors that say where. The public entry points are
 //! [`RegistryConfig::from_json`] and its siblings, which call these.
 
+use super::MAX_DOCUMENT_BYTES;
 use super::keys::TOML_DATETIME;
 use super::raw::RawRegistry;
-use super::MAX_DOCUMENT_BYTES;
 use crate::registry::{RegistryConfig, RegistryConfigError, key_path};
 use serde_json::error::Category;
 use std::fmt;
@@ -187,7 +187,6 @@ fn read_file(path: &Path) -> Result<String, RegistryConfigError> {
     }
     String::from_utf8(bytes).map_err(|_| failed(&"the file is not UTF-8"))
 }
-
 
 #[cfg(test)]
 mod tests {

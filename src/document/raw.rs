@@ -387,7 +387,6 @@ impl<'de> Deserialize<'de> for RegistryConfig {
     }
 }
 
-
 // ===== RejectReason =====
 
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]

@@ -63,11 +63,7 @@ fn header_line(out: &mut String, header: &[&str]) {
 }
 
 /// `name = value`: `name` a bare key (a field name), `value` as `toml` writes it.
-fn key_value(
-    out: &mut String,
-    name: &str,
-    value: &impl Serialize,
-) -> Result<(), toml::ser::Error> {
+fn key_value(out: &mut String, name: &str, value: &impl Serialize) -> Result<(), toml::ser::Error> {
     out.push_str(name);
     out.push_str(" = ");
     value.serialize(toml::ser::ValueSerializer::new(out))?;
