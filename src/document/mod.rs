@@ -5,8 +5,8 @@
 //! a string ([`RegistryConfig::from_toml`], [`RegistryConfig::from_json`]), a file
 //! ([`RegistryConfig::from_file`]) or an environment variable
 //! ([`RegistryConfig::from_env`]), and re-apply it to a live registry
-//! ([`CircuitBreakerRegistry::apply_toml`], [`apply_json`](CircuitBreakerRegistry::apply_json),
-//! [`apply_file`](CircuitBreakerRegistry::apply_file)): live circuits take the new
+//! ([`CircuitBreakerRegistry::apply_toml`], [`apply_json`](crate::CircuitBreakerRegistry::apply_json),
+//! [`apply_file`](crate::CircuitBreakerRegistry::apply_file)): live circuits take the new
 //! thresholds and keep their state and counts.
 //!
 //! # Format
@@ -105,9 +105,9 @@
 //! A document is taken as a whole or refused as a whole: a syntax error, an unknown
 //! field, a duplicate key, a value of the wrong type or one that breaks a rule of
 //! [`CircuitBreakerConfig`] each give a [`RegistryConfigError`] whose
-//! [`key`](RegistryConfigError::key) is the table (`default`, `services.dynamodb`,
+//! [`key`](crate::registry::RegistryConfigError::key) is the table (`default`, `services.dynamodb`,
 //! `services.dynamodb.operations.storeUserMessage`) and whose
-//! [`field`](RegistryConfigError::field) is the field:
+//! [`field`](crate::registry::RegistryConfigError::field) is the field:
 //!
 //! ```
 //! # use tower_circuit_breaker::registry::RegistryConfig;
@@ -144,17 +144,29 @@
 //! assert_eq!(body[0]["stats"]["manual_override"], "forced_open");
 //! ```
 //!
-//! # Layout
-//!
-//! The durations and times the core's types are written with live in the core
-//! (`duration`, `time`); this module re-exports their public parts. Here:
-//! `fields` (the field table: names, reading one field, writing the set ones), `keys`
-//! (table keys: unknown and repeated ones refused), `raw` (the document's tables as
-//! written and the serde impls of the configuration types), `load` (JSON, TOML, files and
-//! the environment: size limits and where an error is) and `write` (TOML output). The
-//! `impl RegistryConfig` and `impl CircuitBreakerRegistry` entry points (`from_json`,
-//! `apply_file`, ...) are in [`registry`](crate::registry), and call these.
+//! [`RegistryConfig`]: crate::registry::RegistryConfig
+//! [`RegistryConfig::from_toml`]: crate::registry::RegistryConfig::from_toml
+//! [`RegistryConfig::from_json`]: crate::registry::RegistryConfig::from_json
+//! [`RegistryConfig::from_file`]: crate::registry::RegistryConfig::from_file
+//! [`RegistryConfig::from_env`]: crate::registry::RegistryConfig::from_env
+//! [`CircuitBreakerRegistry::apply_toml`]: crate::CircuitBreakerRegistry::apply_toml
+//! [`CircuitBreakerConfig`]: crate::CircuitBreakerConfig
+//! [`CircuitBreakerConfig::default`]: crate::CircuitBreakerConfig::default
+//! [`CircuitBreakerConfig::half_open_max_wait`]: crate::CircuitBreakerConfig::half_open_max_wait
+//! [`ConfigPatch`]: crate::config::ConfigPatch
+//! [`RegistryLimits`]: crate::registry::RegistryLimits
+//! [`RegistryConfigError`]: crate::registry::RegistryConfigError
+//! [`RegistryConfigError::key`]: crate::registry::RegistryConfigError::key
+//! [`RegistryConfigError::field`]: crate::registry::RegistryConfigError::field
 
+// Layout. The durations and times the core's types are written with live in the core
+// (`crate::duration`, `crate::time`); this module re-exports their public parts. Here:
+// `fields` (the field table: names, reading one field, writing the set ones), `keys`
+// (table keys: unknown and repeated ones refused), `raw` (the document's tables as
+// written and the serde impls of the configuration types), `load` (JSON, TOML, files and
+// the environment: size limits, where an error is) and `write` (JSON and TOML output).
+// The public entry points (`RegistryConfig::from_json`, `CircuitBreakerRegistry::apply_file`,
+// ...) are `impl`s in `crate::registry` that call `load` and `write`.
 mod fields;
 mod keys;
 pub(crate) mod load;
