@@ -3,7 +3,7 @@
 
 use crate::CircuitBreakerConfig;
 use crate::config::{Backoff, ConfigPatch};
-use crate::document::duration;
+use crate::duration::string as duration;
 use serde::de::{Deserializer, MapAccess};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
