@@ -130,6 +130,8 @@ pub mod config;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod document;
+#[cfg(feature = "serde")]
+mod duration;
 pub mod error;
 mod fallback;
 #[cfg(feature = "fleet")]
@@ -144,6 +146,8 @@ mod service;
 mod state;
 pub mod stats;
 mod sync;
+#[cfg(feature = "serde")]
+mod time;
 mod window;
 
 pub use circuit::Circuit;
