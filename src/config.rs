@@ -106,7 +106,7 @@ pub struct Backoff {
     /// Growth factor per consecutive opening, at least 1.
     pub multiplier: f64,
     /// Upper bound of a break, at least `recovery_timeout`.
-    #[cfg_attr(feature = "serde", serde(with = "crate::document::duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::duration::string"))]
     pub max: Duration,
     /// Random shortening, in `[0, 1)`: 0.2 means a break lasts 80–100 % of its nominal length.
     #[cfg_attr(feature = "serde", serde(default))]

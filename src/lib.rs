@@ -131,6 +131,8 @@ mod default_observer;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod document;
+#[cfg(feature = "serde")]
+mod duration;
 pub mod error;
 mod fallback;
 #[cfg(feature = "fleet")]
@@ -145,6 +147,8 @@ pub mod registry;
 mod service;
 mod state;
 pub mod stats;
+#[cfg(feature = "serde")]
+mod time;
 mod window;
 
 pub use circuit::Circuit;
