@@ -17,7 +17,7 @@ use tower_circuit_breaker::fleet::{
     CasOutcome, DynamoDbStore, SharedState, StoreErrorKind, StoreFuture, StoredRecord,
 };
 
-use crate::aws_support::{FaultProxy, FaultServer, Mode, closed_port, sdk_config_in};
+use support::{FaultProxy, FaultServer, Mode, closed_port, sdk_config_in};
 use crate::contract::{self, Backend, TTL, bounded, cas, load};
 use crate::{assert_outage, env_or_skip, unique};
 

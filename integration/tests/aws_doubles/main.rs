@@ -4,7 +4,6 @@
 //!
 //! Every test uses its own region: the SDK's retry quota is one token bucket per
 //! `service-region` for the whole process, and tests run in parallel threads.
-#![cfg(feature = "aws")]
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;

@@ -1,4 +1,3 @@
-#![cfg(feature = "aws")]
 //! Hostile error bodies through `BreakerHttpClient` (issue 11, section 3), served by a
 //! hyper server on loopback in this test binary:
 //!
@@ -16,8 +15,6 @@
 //! measure run one at a time (a process-wide lock), each on its own current-thread
 //! runtime, so nothing else allocates meanwhile.
 
-#[path = "../aws_support/mod.rs"]
-mod aws_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
@@ -37,7 +34,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
 use aws_smithy_types::body::SdkBody;
-use aws_support::{default_http_client, report, sdk_config_in};
+use support::{default_http_client, report, sdk_config_in};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::{Request, Response};

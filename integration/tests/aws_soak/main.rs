@@ -1,4 +1,3 @@
-#![cfg(feature = "aws")]
 //! Chaos soak: a real DynamoDB SDK client built with `aws_client!` (breaker around the
 //! SDK's own HTTPS connector) against the test crate's fault server, whose health flaps
 //! between healthy, erroring (500), slow (answers after more than the expected response
@@ -24,8 +23,6 @@
 //! `TCB_SOAK_OPS` sets the number of operations (default 3000; the long form is e.g.
 //! `TCB_SOAK_OPS=100000 cargo test --features aws --test aws_soak -- --nocapture`).
 
-#[path = "../aws_support/mod.rs"]
-mod aws_support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,7 +36,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_support::{CountingHttpClient, FaultServer, Mode, default_http_client, sdk_config_in};
+use support::{CountingHttpClient, FaultServer, Mode, default_http_client, sdk_config_in};
 use tower_circuit_breaker::aws::circuit_rejection;
 use tower_circuit_breaker::error::RejectReason;
 use tower_circuit_breaker::{
@@ -315,7 +312,7 @@ async fn a_flapping_dependency_never_wedges_the_circuit() {
         cycles >= 4,
         "the soak must really have flapped: {cycles} cycles"
     );
-    aws_support::report(&format!(
+    support::report(&format!(
         "aws soak: {total} operations {per_health:?} (ok {ok}, failed {failed}, rejected {rejected}); \
          {} attempts on the wire; {} transitions, {cycles} half-open cycles, at most {most} probes in flight; \
          {waits} waits on retry_after ({tick_rewaits} of them a clock tick more)\n",

@@ -11,6 +11,7 @@
 //! own operation timeouts, in real time.
 
 use super::scenarios::{self, Mode, fresh_key, trip};
+use support::env_or_skip;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -88,29 +89,6 @@ fn bridged(store: impl SharedState, one_at_a_time: bool) -> Arc<dyn SharedState>
     })
 }
 
-/// `var`, or `None` after a SKIPPED banner; panics under `TCB_AWS_INTEGRATION=1`.
-fn env_or_skip(var: &str, test: &str) -> Option<String> {
-    let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty());
-    let required = std::env::var("TCB_AWS_INTEGRATION").is_ok_and(|v| v == "1");
-    match value {
-        Some(v) => Some(v.trim().to_owned()),
-        None if required => panic!(
-            "TCB_AWS_INTEGRATION=1 but {var} is not set: the fleet test `{test}` must run. \
-             scripts/test starts redis-server and moto and sets it."
-        ),
-        None => {
-            use std::io::Write as _;
-            let bar = "!".repeat(78);
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "\n{bar}\nSKIPPED: {var} is unset; run scripts/test\n  test `{test}` did not run\n{bar}"
-            );
-            None
-        }
-    }
-}
-
-#[cfg(feature = "fleet-redis")]
 async fn redis(test: &str) -> Option<Arc<dyn SharedState>> {
     use tower_circuit_breaker::fleet::RedisStore;
     let url = env_or_skip("REDIS_URL", test)?;
@@ -120,22 +98,20 @@ async fn redis(test: &str) -> Option<Arc<dyn SharedState>> {
     Some(bridged(store, false))
 }
 
-#[cfg(feature = "fleet-dynamodb")]
 async fn dynamodb(test: &str) -> Option<Arc<dyn SharedState>> {
     let endpoint = env_or_skip("MOTO_ENDPOINT", test)?;
     Some(bridged(dynamodb_at(endpoint).await, true))
 }
 
 /// A `DynamoDbStore` on a new table of the moto at `endpoint`.
-#[cfg(feature = "fleet-dynamodb")]
 async fn dynamodb_at(endpoint: String) -> tower_circuit_breaker::fleet::DynamoDbStore {
     use tower_circuit_breaker::fleet::DynamoDbStore;
     on_io(async move {
-        let client = aws_sdk_dynamodb::Client::new(&super::aws_support::sdk_config(
+        let client = aws_sdk_dynamodb::Client::new(&support::sdk_config(
             &endpoint,
             Some(Duration::from_secs(5)),
         ));
-        let table = super::aws_support::unique_name("tcb-fleet");
+        let table = support::unique_name("tcb-fleet");
         DynamoDbStore::create_table(&client, &table)
             .await
             .expect("create table on moto");
@@ -156,7 +132,6 @@ macro_rules! scenario_tests {
     };
 }
 
-#[cfg(feature = "fleet-redis")]
 scenario_tests! { redis:
     redis_peers_adopt_a_quorum_open => quorum_open_is_adopted,
     redis_one_noisy_instance_stays_alone => noisy_instance_stays_alone,
@@ -167,7 +142,6 @@ scenario_tests! { redis:
     redis_cold_start_adopts => cold_start_adopts,
 }
 
-#[cfg(feature = "fleet-dynamodb")]
 scenario_tests! { dynamodb:
     dynamodb_peers_adopt_a_quorum_open => quorum_open_is_adopted,
     dynamodb_one_noisy_instance_stays_alone => noisy_instance_stays_alone,
@@ -191,7 +165,6 @@ macro_rules! hostile_tests {
 }
 
 // Issue 11, section 1: crafted records in a real Redis.
-#[cfg(feature = "fleet-redis")]
 hostile_tests! { redis:
     redis_forged_open_without_reports_opens_nobody => forged_open_without_evidence,
     redis_endless_fleet_break_is_cut => endless_break_is_cut_to_the_local_longest,
@@ -209,7 +182,6 @@ const CHILD_ID: &str = "TCB_FLEET_CHILD_ID";
 /// Runs only as a child of `redis_separate_processes_share_the_fleet` (which sets
 /// `TCB_FLEET_CHILD_KEY`): one sandbox in its own process that trips on its own traffic and
 /// publishes it. Real time, no timers: nothing to wait for.
-#[cfg(feature = "fleet-redis")]
 #[tokio::test]
 async fn redis_child_sandbox() {
     let (Ok(key), Ok(id)) = (std::env::var(CHILD_KEY), std::env::var(CHILD_ID)) else {
@@ -232,7 +204,6 @@ async fn redis_child_sandbox() {
     println!("child sandbox {id}: tripped and published");
 }
 
-#[cfg(feature = "fleet-redis")]
 #[tokio::test(start_paused = true)]
 async fn redis_separate_processes_share_the_fleet() {
     if std::env::var(CHILD_KEY).is_ok() {
@@ -280,10 +251,9 @@ async fn redis_separate_processes_share_the_fleet() {
 
 /// Redis: a redis-server of the test's own, killed (SIGKILL) mid-run and restarted empty on
 /// the same port.
-#[cfg(feature = "fleet-redis")]
 #[tokio::test(start_paused = true)]
 async fn redis_killed_mid_run_then_restarted() {
-    use super::redis_server::RedisServer;
+    use support::redis_server::RedisServer;
     use tower_circuit_breaker::fleet::RedisStore;
     let test = "redis_killed_mid_run_then_restarted";
     let Some(bin) = env_or_skip("REDIS_SERVER_BIN", test) else {
@@ -312,10 +282,9 @@ async fn redis_killed_mid_run_then_restarted() {
 
 /// DynamoDB: moto behind a TCP proxy that drops every connection while "down" (moto
 /// itself serves every other test and cannot be killed).
-#[cfg(feature = "fleet-dynamodb")]
 #[tokio::test(start_paused = true)]
 async fn dynamodb_unreachable_mid_run_then_back() {
-    use super::aws_support::FaultProxy;
+    use support::FaultProxy;
     let test = "dynamodb_unreachable_mid_run_then_back";
     let Some(endpoint) = env_or_skip("MOTO_ENDPOINT", test) else {
         return;

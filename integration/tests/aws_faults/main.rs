@@ -1,4 +1,3 @@
-#![cfg(feature = "aws")]
 //! Faults through real SDK clients built with `aws_client!`, against the test crate's own
 //! fault server and TCP fault proxy (no moto needed: these always run).
 //!
@@ -22,8 +21,6 @@
 //! Real sockets mean real time: recovery is 500 ms, the SDK attempt timeout 200 ms; every
 //! wait is bounded and no test asserts a duration.
 
-#[path = "../aws_support/mod.rs"]
-mod aws_support;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,7 +32,7 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_support::{
+use support::{
     CountingHttpClient, FaultProxy, FaultServer, Mode, closed_port, default_http_client, report,
     sdk_config_in,
 };
@@ -52,7 +49,7 @@ const N: usize = 10;
 const RECOVERY: Duration = Duration::from_millis(500);
 /// The SDK's `operation_attempt_timeout` in the timeout scenarios.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(200);
-/// The SDK's attempts per operation (`aws_support::sdk_config`).
+/// The SDK's attempts per operation (`support::sdk_config`).
 const ATTEMPTS: usize = 3;
 
 const DYNAMODB_PUT: (&str, &str) = ("dynamodb", "PutItem");

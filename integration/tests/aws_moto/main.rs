@@ -1,4 +1,3 @@
-#![cfg(feature = "aws")]
 //! The happy path against a local AWS (moto, started by `scripts/test`): real SDK clients
 //! built with `aws_client!`, every attempt through a registry circuit.
 //!
@@ -6,8 +5,6 @@
 //! `scripts/test` (and so in CI) `TCB_AWS_INTEGRATION=1` makes a missing endpoint a failure.
 //! Tests run in parallel against one moto, so each uses a table of its own (no global reset).
 
-#[path = "../aws_support/mod.rs"]
-mod aws_support;
 
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -16,7 +13,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
 };
-use aws_support::{moto_endpoint, sdk_config, unique_name};
+use support::{moto_endpoint, sdk_config, unique_name};
 use tower_circuit_breaker::aws::is_circuit_rejection;
 use tower_circuit_breaker::{
     CircuitBreakerConfig, CircuitBreakerRegistry, CircuitBreakerStats, CircuitState, aws_client,

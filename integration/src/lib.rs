@@ -1,8 +1,8 @@
-//! Shared helpers of the AWS integration tests, included by each test crate with
-//! `#[path = "../aws_support/mod.rs"] mod aws_support;`.
+//! The one shared support module of the integration tests (`integration/tests/*`), a
+//! library each test binary uses as `support::`.
 //!
 //! - moto: [`moto_endpoint`] (skips loudly, or panics under `scripts/test`), [`moto_reset`],
-//!   [`unique_name`];
+//!   [`unique_name`]; any other server's variable: [`env_or_skip`];
 //! - [`sdk_config`]: an `SdkConfig` for any endpoint: static test credentials, small retry
 //!   backoff, an optional attempt timeout, and nothing read from the environment;
 //! - [`FaultServer`]: a hyper 1 server whose answer is switched at run time ([`Mode`]), with a
@@ -10,8 +10,11 @@
 //! - [`FaultProxy`]: a TCP proxy in front of any address with latency and outage switches;
 //! - [`closed_port`]: an address that refuses connections;
 //! - [`CountingHttpClient`]: an SDK `HttpClient` that counts the attempts it is handed, for
-//!   the faults where no server can count (connection refused).
-#![allow(dead_code)]
+//!   the faults where no server can count (connection refused);
+//! - [`redis_server::RedisServer`]: a redis-server of the test's own, killed, stopped and
+//!   restarted by PID.
+
+pub mod redis_server;
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -75,6 +78,28 @@ pub fn moto_endpoint(test: &str) -> Option<String> {
             report(&format!(
                 "\n{bar}\nSKIPPED: moto not running; run scripts/test\n  \
                  test `{test}` did not run: MOTO_ENDPOINT and TCB_AWS_INTEGRATION are unset\n{bar}\n",
+                bar = "!".repeat(78)
+            ));
+            None
+        }
+    }
+}
+
+/// The value of `var` (a server's address, set by `scripts/test`), or `None` after a loud
+/// SKIPPED banner naming `test`; panics instead of skipping when `TCB_AWS_INTEGRATION=1`
+/// (as under `scripts/test` and CI).
+pub fn env_or_skip(var: &str, test: &str) -> Option<String> {
+    let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    let required = std::env::var("TCB_AWS_INTEGRATION").is_ok_and(|v| v == "1");
+    match value {
+        Some(v) => Some(v.trim().to_owned()),
+        None if required => panic!(
+            "TCB_AWS_INTEGRATION=1 but {var} is not set: the test `{test}` must run. \
+             scripts/test starts redis-server and moto and sets it."
+        ),
+        None => {
+            report(&format!(
+                "\n{bar}\nSKIPPED: {var} is unset; run scripts/test\n  test `{test}` did not run\n{bar}\n",
                 bar = "!".repeat(78)
             ));
             None

@@ -1,4 +1,3 @@
-#![cfg(feature = "cognito")]
 //! `aws::cognito::CognitoVerifier`: JWT verification with the JWKS fetch behind a breaker.
 //!
 //! Local tests (always run) serve a JWKS for fixed test keys from an in-process hyper
@@ -29,6 +28,7 @@ use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use support::{moto_endpoint, unique_name as unique};
 use tower_circuit_breaker::aws::cognito::{
     CognitoVerifier, CognitoVerifierBuilder, InvalidToken, TokenUse, Unavailable, VerifyError,
 };
@@ -1275,33 +1275,6 @@ async fn concurrent_stale_refreshes_share_one_fetch() {
 
 // ===== moto =====
 
-/// `MOTO_ENDPOINT`, or a loud skip (or a panic when `TCB_AWS_INTEGRATION=1`).
-fn moto_endpoint(test: &str) -> Option<String> {
-    let endpoint = std::env::var("MOTO_ENDPOINT")
-        .ok()
-        .filter(|e| !e.trim().is_empty());
-    let required = std::env::var("TCB_AWS_INTEGRATION").is_ok_and(|v| v == "1");
-    match endpoint {
-        Some(e) => Some(e.trim().trim_end_matches('/').to_owned()),
-        None if required => panic!(
-            "TCB_AWS_INTEGRATION=1 but MOTO_ENDPOINT is not set: `{test}` must run against moto"
-        ),
-        None => {
-            // Straight to the process's stderr: libtest captures `eprintln!` of passing
-            // tests, and a skip must show.
-            let bar = "!".repeat(78);
-            let banner = format!(
-                "\n{bar}\nSKIPPED: moto not running; run scripts/test\n  test `{test}` did not \
-                 run: MOTO_ENDPOINT and TCB_AWS_INTEGRATION are unset\n{bar}\n"
-            );
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(banner.as_bytes());
-            let _ = err.flush();
-            None
-        }
-    }
-}
-
 /// One Cognito Identity Provider API call against moto: JSON 1.1, a fake SigV4
 /// `Authorization` whose credential scope names `cognito-idp` (moto routes by it).
 async fn cognito(endpoint: &str, action: &str, body: Value) -> Value {
@@ -1416,14 +1389,6 @@ impl MotoPool {
             self.endpoint, self.pool_id
         ))
     }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{nanos}")
 }
 
 #[tokio::test]

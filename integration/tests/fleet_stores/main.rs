@@ -14,41 +14,14 @@
 //! expiry is made to happen (Redis `PEXPIREAT` in the past; DynamoDB: the store's clock
 //! moved forward), servers are awaited on their "ready" log line, and the only durations
 //! are upper bounds that turn a hang into a failure.
-//!
-//! Built with both `fleet-redis` and `fleet-dynamodb` (as `--all-features` does).
-#![cfg(all(feature = "fleet-redis", feature = "fleet-dynamodb"))]
 
-#[path = "../aws_support/mod.rs"]
-mod aws_support;
 mod contract;
 mod dynamodb_store;
-mod redis_server;
 mod redis_store;
 
 use tower_circuit_breaker::fleet::{StoreError, StoreErrorKind};
 
-pub use aws_support::unique_name as unique;
-
-/// The value of `var`, or `None` after a loud SKIPPED banner; panics instead of skipping
-/// when `TCB_AWS_INTEGRATION=1` (as under `scripts/test` and CI).
-pub fn env_or_skip(var: &str, test: &str) -> Option<String> {
-    let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty());
-    let required = std::env::var("TCB_AWS_INTEGRATION").is_ok_and(|v| v == "1");
-    match value {
-        Some(v) => Some(v.trim().to_owned()),
-        None if required => panic!(
-            "TCB_AWS_INTEGRATION=1 but {var} is not set: the store test `{test}` must run. \
-             scripts/test starts redis-server and moto and sets it."
-        ),
-        None => {
-            aws_support::report(&format!(
-                "\n{bar}\nSKIPPED: {var} is unset; run scripts/test\n  test `{test}` did not run\n{bar}\n",
-                bar = "!".repeat(78)
-            ));
-            None
-        }
-    }
-}
+pub use support::{env_or_skip, unique_name as unique};
 
 /// Asserts that `result` failed as a store outage does: `Unavailable` or `Timeout`.
 #[track_caller]

@@ -8,8 +8,11 @@
 //! 1 half-open, 2 open) is what the README's alarm watches.
 //!
 //! ```text
-//! cargo run --example cloudwatch_emf --features metrics
+//! cargo run -p cloudwatch-emf
 //! ```
+//!
+//! `src/main.rs` calls [`run`] with stdout; `integration/tests/emf` calls it with a buffer and
+//! checks every line.
 //!
 //! Time is tokio's paused clock, so the 20 s recovery passes at once.
 
@@ -68,9 +71,4 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn std::error::Error + Send +
         Ok::<_, std::io::Error>(())
     })?;
     Ok(())
-}
-
-#[allow(dead_code)] // `main` is unused when tests include this file to check its output.
-fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    run(&mut std::io::stdout().lock())
 }

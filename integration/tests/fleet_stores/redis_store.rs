@@ -13,7 +13,7 @@ use tower_circuit_breaker::fleet::{
 };
 
 use crate::contract::{self, Backend, bounded, cas, load};
-use crate::redis_server::RedisServer;
+use support::redis_server::RedisServer;
 use crate::{assert_outage, env_or_skip, unique};
 
 /// Short timeouts for the outage tests, so that each failing call ends soon.

@@ -1,10 +1,7 @@
 //! The CloudWatch EMF example's output is valid Embedded Metric Format and carries the
 //! state metric the README's alarm watches.
-#![cfg(feature = "metrics")]
 
-#[path = "../../examples/cloudwatch_emf.rs"]
-mod example;
-
+use cloudwatch_emf as example;
 use serde_json::Value;
 
 #[test]
