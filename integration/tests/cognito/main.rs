@@ -11,7 +11,6 @@
 //! fail when `TCB_AWS_INTEGRATION=1` says they must run.
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
