@@ -22,7 +22,7 @@
 //!
 //! ```text
 //! scripts/moto-server &                                     # moto on http://127.0.0.1:5055
-//! cargo run --example chat_backend --features aws,cognito
+//! cargo run -p chat-backend
 //! ```
 //!
 //! It creates the tables and a Cognito user pool, user and token in moto (`MOTO_ENDPOINT`,
@@ -35,16 +35,16 @@
 //! the backend's logs on stderr.
 //!
 //! moto never answers `GoneException` (it creates unknown connections on the fly), so the
-//! stale-connection path does not show here; `tests/aws_faults` drives a 410 through the
+//! stale-connection path does not show here; `integration/tests/aws_faults` drives a 410 through the
 //! per-attempt circuit with a fault server.
 //!
 //! # Run it as a Lambda function
 //!
 //! ```text
-//! cargo build --release --example chat_backend --features aws,cognito,lambda
+//! cargo build --release -p chat-backend --features lambda
 //! ```
 //!
-//! With feature `lambda`, inside Lambda (`AWS_LAMBDA_RUNTIME_API` set) `main` serves
+//! With this package's feature `lambda`, inside Lambda (`AWS_LAMBDA_RUNTIME_API` set) `main` serves
 //! `ApiGatewayWebsocketProxyRequest` events with `lambda_runtime`; the SDK clients, the
 //! registry and the verifier are built once per sandbox and captured by the handler.
 //! Settings from the environment: `CONNECTIONS_TABLE`, `WEBSOCKET_MESSAGES_TABLE`,
