@@ -40,9 +40,15 @@ fn main() {
             lines.next();
             n += 1;
             let rel = file.strip_prefix(&src).unwrap().display().to_string();
-            writeln!(out, "/// From `src/{rel}`.\n#[allow(dead_code, unused_imports)]\nmod example_{n} {{").unwrap();
+            writeln!(
+                out,
+                "/// From `src/{rel}`.\n#[allow(dead_code, unused_imports)]\nmod example_{n} {{"
+            )
+            .unwrap();
             for code in lines.by_ref() {
-                let code = code.strip_prefix(prefix.trim_end()).expect("a doc comment line");
+                let code = code
+                    .strip_prefix(prefix.trim_end())
+                    .expect("a doc comment line");
                 let code = code.strip_prefix(' ').unwrap_or(code);
                 if code.trim() == "```" {
                     break;
@@ -54,12 +60,20 @@ fn main() {
                 writeln!(out, "    {code}").unwrap();
             }
             if run {
-                writeln!(out, "    #[test]\n    fn runs() {{\n        main();\n    }}").unwrap();
+                writeln!(
+                    out,
+                    "    #[test]\n    fn runs() {{\n        main();\n    }}"
+                )
+                .unwrap();
             }
             writeln!(out, "}}").unwrap();
         }
     }
-    writeln!(out, "/// How many SDK examples the library's docs hold.\npub const EXAMPLES: usize = {n};").unwrap();
+    writeln!(
+        out,
+        "/// How many SDK examples the library's docs hold.\npub const EXAMPLES: usize = {n};"
+    )
+    .unwrap();
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("doc_examples.rs");
     std::fs::write(dest, out).expect("write doc_examples.rs");
 }

@@ -50,7 +50,10 @@ pub(crate) enum ChatError {
 }
 
 impl ChatError {
-    pub(crate) fn failed<E: std::error::Error + Send + Sync + 'static>(message: &'static str, e: E) -> Self {
+    pub(crate) fn failed<E: std::error::Error + Send + Sync + 'static>(
+        message: &'static str,
+        e: E,
+    ) -> Self {
         ChatError::Failed {
             message,
             source: Box::new(e),
@@ -411,7 +414,11 @@ impl Backend {
             .await
     }
 
-    pub(crate) async fn converse(&self, connection_id: &str, body: &str) -> Result<Delivery, ChatError> {
+    pub(crate) async fn converse(
+        &self,
+        connection_id: &str,
+        body: &str,
+    ) -> Result<Delivery, ChatError> {
         if body.len() > MAX_MESSAGE_BYTES {
             return Err(ChatError::BadRequest("message too long"));
         }
@@ -481,7 +488,11 @@ impl Backend {
     /// having left, not an outage: the operation succeeds (the circuit counts a success;
     /// the per-attempt circuit also counts a 410 as one) and the stale connection is
     /// removed.
-    pub(crate) async fn post(&self, connection_id: &str, payload: String) -> Result<Delivery, ChatError> {
+    pub(crate) async fn post(
+        &self,
+        connection_id: &str,
+        payload: String,
+    ) -> Result<Delivery, ChatError> {
         let delivery = self
             .registry
             .execute(

@@ -15,7 +15,6 @@
 //! measure run one at a time (a process-wide lock), each on its own current-thread
 //! runtime, so nothing else allocates meanwhile.
 
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -34,11 +33,11 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
 use aws_smithy_types::body::SdkBody;
-use support::{default_http_client, report, sdk_config_in};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use support::{default_http_client, report, sdk_config_in};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower_circuit_breaker::aws::{BreakerHttpClient, DEFAULT_ERROR_BODY_PREFIX, UNTAGGED_KEY};

@@ -21,7 +21,6 @@
 //! Real sockets mean real time: recovery is 500 ms, the SDK attempt timeout 200 ms; every
 //! wait is bounded and no test asserts a duration.
 
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,6 @@
 //! `scripts/test` (and so in CI) `TCB_AWS_INTEGRATION=1` makes a missing endpoint a failure.
 //! Tests run in parallel against one moto, so each uses a table of its own (no global reset).
 
-
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;

@@ -23,7 +23,6 @@
 //! `TCB_SOAK_OPS` sets the number of operations (default 3000; the long form is e.g.
 //! `TCB_SOAK_OPS=100000 cargo test --features aws --test aws_soak -- --nocapture`).
 
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -11,10 +11,10 @@
 //! own operation timeouts, in real time.
 
 use super::scenarios::{self, Mode, fresh_key, trip};
-use support::env_or_skip;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use support::env_or_skip;
 use tower_circuit_breaker::fleet::{
     CasOutcome, FleetConfig, FleetMode, FleetSync, SharedState, StoreError, StoreFuture,
     StoredRecord,

@@ -17,9 +17,9 @@ use tower_circuit_breaker::fleet::{
     CasOutcome, DynamoDbStore, SharedState, StoreErrorKind, StoreFuture, StoredRecord,
 };
 
-use support::{FaultProxy, FaultServer, Mode, closed_port, sdk_config_in};
 use crate::contract::{self, Backend, TTL, bounded, cas, load};
 use crate::{assert_outage, env_or_skip, unique};
+use support::{FaultProxy, FaultServer, Mode, closed_port, sdk_config_in};
 
 /// A wall clock that moves only when told: real time at creation, plus an offset.
 #[derive(Clone)]

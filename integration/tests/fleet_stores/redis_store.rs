@@ -13,8 +13,8 @@ use tower_circuit_breaker::fleet::{
 };
 
 use crate::contract::{self, Backend, bounded, cas, load};
-use support::redis_server::RedisServer;
 use crate::{assert_outage, env_or_skip, unique};
+use support::redis_server::RedisServer;
 
 /// Short timeouts for the outage tests, so that each failing call ends soon.
 fn outage_store(url: &str) -> RedisStoreBuilder {

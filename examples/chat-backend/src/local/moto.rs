@@ -175,9 +175,8 @@ fn string(v: &Value) -> Result<String, BoxError> {
 /// One Cognito Identity Provider API call: JSON 1.1 with a fake SigV4 `Authorization`
 /// whose credential scope names `cognito-idp` (moto routes by it).
 async fn cognito(endpoint: &str, action: &str, body: Value) -> Result<Value, BoxError> {
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<Full<Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
     let request = http::Request::post(format!("{endpoint}/"))
         .header(
             "x-amz-target",
