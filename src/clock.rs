@@ -37,7 +37,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use tokio::time::Instant;
 
-/// Coarse time finer than this is not used.
+/// Coarse time coarser than this (a larger tick) is not used.
 const MAX_COARSE_RESOLUTION_NS: u64 = 4_000_000;
 /// Configured durations must be at least this long for the coarse source.
 const MIN_COARSE_SPAN_NS: u64 = 100_000_000;

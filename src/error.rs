@@ -27,7 +27,10 @@ pub use crate::config::ConfigError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectReason {
-    /// The circuit tripped and its recovery timeout has not elapsed.
+    /// The circuit is Open and its break has not ended. The break is the recovery timeout,
+    /// or what the backoff, a classifier's `OpenFor` (`Retry-After`), an unfinished probe
+    /// or a state adopted from the fleet or a snapshot set; with the fleet's probe lease
+    /// held elsewhere, a circuit whose break has ended stays Open too.
     Open,
     /// The circuit was opened by hand ([`Circuit::force_open`](crate::Circuit::force_open)).
     ForcedOpen,
@@ -76,8 +79,9 @@ impl CircuitOpen {
     }
 
     /// How long until the circuit admits a probe, when that is known: the rest of the
-    /// recovery timeout for [`RejectReason::Open`]; `None` when forced open or when waiting
-    /// on in-flight probes.
+    /// break for [`RejectReason::Open`]; `None` when forced open, when waiting on
+    /// in-flight probes, or when the break has ended but the fleet's probe lease is held
+    /// elsewhere.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }

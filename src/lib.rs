@@ -127,9 +127,12 @@ mod circuit;
 pub mod classify;
 mod clock;
 pub mod config;
+mod default_observer;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod document;
+#[cfg(feature = "serde")]
+mod duration;
 pub mod error;
 mod fallback;
 #[cfg(feature = "fleet")]
@@ -139,11 +142,13 @@ pub mod future;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod primitives;
 pub mod registry;
 mod service;
 mod state;
 pub mod stats;
-mod sync;
+#[cfg(feature = "serde")]
+mod time;
 mod window;
 
 pub use circuit::Circuit;

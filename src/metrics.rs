@@ -11,22 +11,28 @@
 //! Install the recorder (for example `metrics_cloudwatch_embedded` in a Lambda function)
 //! before creating circuits. The handles are cached per circuit, so a call costs one
 //! counter increment, with no label lookup.
+//!
+//! [`CircuitMetrics`] is the circuit's [`CircuitObserver`]; `crate::default_observer` gives
+//! one to every new circuit.
 
 use crate::CircuitState;
+use crate::circuit::CircuitObserver;
+use crate::stats::TransitionEvent;
+use crate::window::Outcome;
 use metrics::{Counter, Gauge, counter, gauge};
 
 pub(crate) const CALLS: &str = "circuit_breaker_calls_total";
 pub(crate) const STATE: &str = "circuit_breaker_state";
 pub(crate) const TRANSITIONS: &str = "circuit_breaker_transitions_total";
 
+/// One circuit's counter and gauge handles. The transition counter's labels come from
+/// the event, so no copy of the circuit's names is kept here.
 pub(crate) struct CircuitMetrics {
-    service: String,
-    operation: String,
-    pub(crate) success: Counter,
-    pub(crate) failure: Counter,
-    pub(crate) slow: Counter,
-    pub(crate) rejected: Counter,
-    pub(crate) ignored: Counter,
+    success: Counter,
+    failure: Counter,
+    slow: Counter,
+    rejected: Counter,
+    ignored: Counter,
     state: Gauge,
 }
 
@@ -40,22 +46,43 @@ impl CircuitMetrics {
             rejected: calls("rejected"),
             ignored: calls("ignored"),
             state: gauge!(STATE, "service" => service.to_owned(), "operation" => operation.to_owned()),
-            service: service.to_owned(),
-            operation: operation.to_owned(),
         };
         m.state.set(0.0);
         m
     }
+}
 
-    /// Records a transition: the state gauge and the transition counter.
-    pub(crate) fn transition(&self, from: CircuitState, to: CircuitState) {
-        self.state.set(state_value(to));
+impl CircuitObserver for CircuitMetrics {
+    #[inline]
+    fn outcome(&self, o: Outcome) {
+        if o.failed {
+            &self.failure
+        } else {
+            &self.success
+        }
+        .increment(1);
+        if o.slow {
+            self.slow.increment(1);
+        }
+    }
+
+    fn ignored(&self) {
+        self.ignored.increment(1);
+    }
+
+    fn rejected(&self) {
+        self.rejected.increment(1);
+    }
+
+    /// The state gauge and the transition counter.
+    fn transition(&self, e: &TransitionEvent) {
+        self.state.set(state_value(e.to));
         counter!(
             TRANSITIONS,
-            "service" => self.service.clone(),
-            "operation" => self.operation.clone(),
-            "from" => from.as_str(),
-            "to" => to.as_str()
+            "service" => e.service.to_string(),
+            "operation" => e.operation.to_string(),
+            "from" => e.from.as_str(),
+            "to" => e.to.as_str()
         )
         .increment(1);
     }

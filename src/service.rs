@@ -354,12 +354,14 @@ where
 #[cfg(all(test, feature = "fleet"))]
 mod tests {
     use super::*;
+    use crate::circuit::AdmissionGate as _;
+    use crate::fleet::FleetHook;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use tower_layer::Layer as _;
 
     /// `fleet::hook::GATE_NO_LEASE` (private to the fleet module): the fleet is Open and
-    /// another instance holds its probe lease. Checked below through `must_wait_for_lease`.
+    /// another instance holds its probe lease. Checked below through `holds_back_probe`.
     const GATE_NO_LEASE: u8 = 1;
     /// `fleet::hook::GATE_OFF`: no fleet gating.
     const GATE_OFF: u8 = 0;
@@ -399,8 +401,8 @@ mod tests {
         let _ = circuit.call(async { Err::<(), ()>(()) }).await;
         assert_eq!(circuit.state(), crate::CircuitState::Open);
         tokio::time::advance(Duration::from_secs(10)).await;
-        circuit.fleet_hook().set_gate(GATE_NO_LEASE);
-        assert!(circuit.fleet_hook().must_wait_for_lease());
+        FleetHook::of(&circuit).set_gate(GATE_NO_LEASE);
+        assert!(FleetHook::of(&circuit).holds_back_probe());
 
         let inner_polls = Arc::new(AtomicUsize::new(0));
         let mut svc = layer.layer(Inner(inner_polls.clone()));
@@ -429,7 +431,7 @@ mod tests {
 
         // The lease comes free (the fleet sync does not wake waiters): admitted within
         // one RECHECK, as the probe.
-        circuit.fleet_hook().set_gate(GATE_OFF);
+        FleetHook::of(&circuit).set_gate(GATE_OFF);
         tokio::time::advance(RECHECK).await;
         let svc = waiter.await.unwrap();
         assert_eq!(circuit.state(), crate::CircuitState::HalfOpen);

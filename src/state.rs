@@ -33,7 +33,8 @@ use std::fmt;
 pub enum CircuitState {
     /// Normal operation: calls pass and outcomes are recorded.
     Closed,
-    /// Tripped: calls are rejected until the recovery timeout elapses.
+    /// Tripped: calls are rejected until the break ends (the recovery timeout, or the
+    /// break the backoff, a `Retry-After`, a probe deadline or an adopted state set).
     Open,
     /// Testing recovery: a limited number of probes pass.
     HalfOpen,

@@ -69,13 +69,13 @@ pub struct CircuitBreakerStats {
     /// When the last failure completed (millisecond precision).
     #[cfg_attr(
         feature = "serde",
-        serde(serialize_with = "crate::document::serialize_time")
+        serde(serialize_with = "crate::time::serialize_time")
     )]
     pub last_failure_time: Option<SystemTime>,
     /// When the last success completed (millisecond precision).
     #[cfg_attr(
         feature = "serde",
-        serde(serialize_with = "crate::document::serialize_time")
+        serde(serialize_with = "crate::time::serialize_time")
     )]
     pub last_success_time: Option<SystemTime>,
     /// While Open (not forced): when the next call will be let through as a probe.
@@ -85,7 +85,7 @@ pub struct CircuitBreakerStats {
     /// `None`.
     #[cfg_attr(
         feature = "serde",
-        serde(serialize_with = "crate::document::serialize_time")
+        serde(serialize_with = "crate::time::serialize_time")
     )]
     pub next_attempt_time: Option<SystemTime>,
     /// Failures the trip rule sees (failures, plus slow successes when slow calls count as
@@ -115,7 +115,7 @@ pub enum TransitionReason {
     Tripped,
     /// A classifier returned [`Verdict::OpenFor`](crate::classify::Verdict::OpenFor).
     RetryAfter,
-    /// The recovery timeout elapsed and a call arrived: it became a probe.
+    /// The break ended (whatever set its length) and a call arrived: it became a probe.
     RecoveryTimeoutElapsed,
     /// Every half-open probe succeeded.
     ProbesSucceeded,

@@ -7,7 +7,12 @@
 //! `VecDeque` of timestamps) makes that O(calls in window): the cost of a call grows with
 //! the load, which is the wrong way round for a component that exists to protect a
 //! service under load. A ring of `n` fixed buckets answers in O(n) with `n` small and
-//! constant, and recording is O(1): one atomic add.
+//! constant, and recording in the window is O(1): one atomic add (two for a slow call).
+//!
+//! That is the window's share of an outcome, not the whole of it: the circuit around it
+//! also extends (on a failure, one shared atomic add) or ends the run of consecutive
+//! failures, and with a rate threshold configured every outcome sums the window's buckets
+//! to check the rate (see `circuit/record.rs`).
 //!
 //! Time is cut into buckets of width `w = monitoring_window / n`. An outcome at time `t`
 //! goes into bucket `floor(t / w)` and leaves the window at `floor(t / w) * w + window`:
@@ -39,20 +44,26 @@
 //!
 //! # Why lifetime counts are not separate counters
 //!
-//! The lifetime totals in the stats are derived: `retired + Σ every bucket`, where a
-//! bucket's counts move into `retired` when the bucket is reused or the window is cleared.
-//! So the hot path writes each outcome once, and nothing is ever lost on rotation.
+//! The lifetime totals in the stats are derived: `retired + Σ every bucket + Σ outside`,
+//! where a bucket's counts move into `retired` when the bucket is reused or the window is
+//! cleared, and `outside` is a pair of cells per stripe, packed and bounded like a
+//! bucket's, for outcomes that never enter the window (late results, shadow calls of
+//! metrics-only mode, half-open probes). So the hot path writes each outcome once,
+//! nothing is ever lost on rotation, and no outcome takes a lock: in metrics-only mode
+//! during an outage every call is a shadow call, recorded with atomic adds only.
 
-use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::primitives::{AtomicBool, AtomicU64, Mutex, Ordering};
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicUsize;
 
 /// Counters per bucket per stripe: `calls | failures << 32` and `slow_ok | slow_err << 32`.
 const CELLS_PER_BUCKET: usize = 2;
-/// Per-stripe counters that are not part of the window: rejected and ignored calls.
-const STRIPE_EXTRA: usize = 2;
+/// Per-stripe counters that are not part of the window: rejected and ignored calls, and
+/// the two cells (packed like a bucket's) of the outcomes recorded outside the window.
+const STRIPE_EXTRA: usize = 4;
 const REJECTED: usize = 0;
 const IGNORED: usize = 1;
+const OUTSIDE: usize = 2;
 const LINE: usize = 16; // u64s per 128-byte line
 
 /// Bits of the cursor holding the slot: `window_buckets` is at most 1 000.
@@ -134,13 +145,6 @@ impl Counts {
         self.slow_failures += other.slow_failures;
     }
 
-    pub(crate) fn record(&mut self, o: Outcome) {
-        self.calls += 1;
-        self.failures += u64::from(o.failed);
-        self.slow_successes += u64::from(o.slow && !o.failed);
-        self.slow_failures += u64::from(o.slow && o.failed);
-    }
-
     pub(crate) fn successes(&self) -> u64 {
         self.calls - self.failures
     }
@@ -162,19 +166,26 @@ impl Counts {
 
 /// A time-bucketed ring of counters. Geometry (bucket count) is fixed; the bucket width
 /// is passed in by the caller so a reconfiguration can change it.
+///
+/// `repr(C)`: what every outcome reads comes first, in `HOT_BYTES`
+/// bytes, so the circuit can keep it on a line nothing writes per call.
+#[repr(C)]
 pub(crate) struct Window {
-    buckets: usize,
-    lines_per_stripe: usize,
     stripe_mask: usize,
-    /// Per slot: `bucket index + 1` of the bucket it holds, 0 when empty.
-    epochs: Box<[AtomicU64]>,
     /// The newest bucket written: `index << SLOT_BITS | slot`, so the common case finds
     /// its slot with one load and one multiplication instead of two divisions.
     cursor: AtomicU64,
+    /// Per slot: `bucket index + 1` of the bucket it holds, 0 when empty.
+    epochs: Box<[AtomicU64]>,
     /// Per stripe, its lines, allocated on the stripe's first write.
     lines: Box<[OnceLock<Box<[Line]>>]>,
-    /// Counts moved out of reused or cleared buckets, plus outcomes that never entered
-    /// the window (late results, half-open probes). Only touched under `rotate`.
+    // ----- the rest is read or written off the per-call path -----
+    buckets: usize,
+    lines_per_stripe: usize,
+    /// Counts moved out of reused or cleared buckets, and out of a stripe's `OUTSIDE`
+    /// cells when a half nears 2^31. Locked by `rotate`, `clear` and `snapshot` (to read
+    /// the lifetime consistently with those moves), and by `retire_outside` once per 2^31
+    /// outcomes of a stripe: never per call, whatever the state.
     retired: Mutex<Counts>,
     /// Per slot, counts moved out of cells before a half could carry (see the module
     /// docs, "Bounds"); empty until the first spill. Locked after `retired`, never before.
@@ -192,6 +203,10 @@ impl std::fmt::Debug for Window {
 }
 
 impl Window {
+    /// The bytes at the start of a window that every outcome reads.
+    #[cfg(test)]
+    pub(crate) const HOT_BYTES: usize = std::mem::offset_of!(Window, buckets);
+
     pub(crate) fn new(buckets: usize) -> Self {
         let stripes = stripes();
         let cells = STRIPE_EXTRA + buckets * CELLS_PER_BUCKET;
@@ -269,10 +284,7 @@ impl Window {
         if epoch != idx + 1 && !self.rotate(slot, idx) {
             // The slot already holds a newer bucket: this outcome is older than the
             // window (a thread stalled for a whole window). Keep it in the lifetime.
-            self.retired
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .record(o);
+            self.record_outside(o);
             return;
         }
         let stripe = stripe_index(self.stripe_mask);
@@ -398,6 +410,10 @@ impl Window {
         for slot in 0..self.buckets {
             lifetime.add(self.slot_counts(slot));
         }
+        // Under the `retired` lock: a cell moving into it is not counted twice.
+        for (a, b) in self.cells(OUTSIDE, OUTSIDE + 1) {
+            lifetime.add_cells(a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
+        }
         (window, lifetime)
     }
 
@@ -411,12 +427,34 @@ impl Window {
         }
     }
 
-    /// Records an outcome in the lifetime totals only.
+    /// Records an outcome in the lifetime totals only (late results, shadow calls of
+    /// metrics-only mode, half-open probes, outcomes older than the window): the stripe's
+    /// `OUTSIDE` cells, one or two atomic adds and no lock, like a bucket's.
+    #[inline]
     pub(crate) fn record_outside(&self, o: Outcome) {
-        self.retired
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(o);
+        let stripe = stripe_index(self.stripe_mask);
+        let cell = self.cell(stripe, OUTSIDE);
+        let before = cell.fetch_add(LOW + if o.failed { HIGH } else { 0 }, Ordering::Relaxed);
+        if before & SPILL_AT != 0 {
+            self.retire_outside(cell, false);
+        }
+        if o.slow {
+            let cell = self.cell(stripe, OUTSIDE + 1);
+            let before = cell.fetch_add(if o.failed { HIGH } else { LOW }, Ordering::Relaxed);
+            if before & SPILL_AT != 0 {
+                self.retire_outside(cell, true);
+            }
+        }
+    }
+
+    /// Moves an `OUTSIDE` cell with a half past 2^31 into `retired` (see "Bounds").
+    #[cold]
+    #[inline(never)]
+    fn retire_outside(&self, cell: &AtomicU64, slow: bool) {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let v = cell.swap(0, Ordering::Relaxed);
+        let (a, b) = if slow { (0, v) } else { (v, 0) };
+        retired.add_cells(a, b);
     }
 
     #[inline]
@@ -572,5 +610,58 @@ mod tests {
         let (window, life) = w.snapshot(2 * W, W);
         assert_eq!((window.calls, window.failures), (1, 0));
         assert_eq!((life.calls, life.failures), ((1 << 32) - 3 + 21, 27));
+    }
+
+    #[test]
+    fn outside_outcomes_count_in_the_lifetime_only() {
+        let w = Window::new(2);
+        w.record(0, W, ok());
+        w.record_outside(err());
+        w.record_outside(Outcome {
+            failed: false,
+            slow: true,
+        });
+        let (window, life) = w.snapshot(0, W);
+        assert_eq!(window.calls, 1);
+        assert_eq!((life.calls, life.failures, life.slow_successes), (3, 1, 1));
+        // Clearing the window keeps them.
+        w.clear();
+        assert_eq!(w.snapshot(0, W).1.calls, 3);
+    }
+
+    /// Issue 12: in metrics-only mode during an outage every call is recorded outside the
+    /// window; that must not take the `retired` lock (held here by another thread).
+    #[test]
+    fn recording_outside_the_window_takes_no_lock() {
+        let w = Window::new(2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let retired = w.retired.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                w.record_outside(err());
+                tx.send(()).unwrap();
+            });
+            let done = rx.recv_timeout(std::time::Duration::from_secs(10));
+            drop(retired);
+            assert!(done.is_ok(), "record_outside waited for the retired lock");
+        });
+        assert_eq!(w.snapshot(0, W).1.failures, 1);
+    }
+
+    /// The outside cells are bounded like a bucket's: past 2^31 in a half they move into
+    /// `retired`, exactly.
+    #[test]
+    fn outside_cells_past_2_pow_31_move_into_retired_exactly() {
+        let w = Window::new(2);
+        let stripe = stripe_index(w.stripe_mask);
+        w.cell(stripe, OUTSIDE)
+            .store((HIGH - 3) | 7 << 32, Ordering::Relaxed);
+        for _ in 0..10 {
+            w.record_outside(err());
+        }
+        let life = w.snapshot(0, W).1;
+        assert_eq!((life.calls, life.failures), ((1 << 32) - 3 + 10, 17));
+        // The first add moved the cell out; the nine after it are in the cell again.
+        assert_eq!(w.cell(stripe, OUTSIDE).load(Ordering::Relaxed), 9 | 9 << 32);
     }
 }

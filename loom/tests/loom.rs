@@ -9,7 +9,7 @@
 //!     cargo test -p tower-circuit-breaker-loom --release --test loom
 //! ```
 //!
-//! Under `--cfg tcb_loom` the crate's `sync` module hands out loom's atomics and mutexes,
+//! Under `--cfg tcb_loom` the crate's `primitives` module (`src/primitives.rs`) hands out loom's atomics and mutexes,
 //! so loom explores every interleaving of them (up to the preemption bound) and fails on
 //! a deadlock, a panic or a broken assertion in any of them.
 //!
@@ -456,4 +456,44 @@ fn a_hung_probe_finishing_races_a_caller_past_the_probe_deadline() {
             );
         },
     );
+}
+
+/// Issue 12: outcomes outside the window (here the shadow calls of metrics-only mode while
+/// Open) are atomic adds to per-stripe cells, read by `stats` under the `retired` lock.
+/// Two shadow calls racing a stats read: the read sees between one and three calls (the
+/// trip, and any of the two), and afterwards every call is counted exactly once.
+#[test]
+fn shadow_outcomes_race_a_stats_read() {
+    model("shadow_outcomes_race_a_stats_read", || {
+        let c = Circuit::named(
+            "loom",
+            config(1, 1)
+                .to_builder()
+                .metrics_only(true)
+                .build()
+                .unwrap(),
+        );
+        assert!(ready(c.call(async { Err::<(), _>(()) })).is_err());
+        assert_eq!(c.state(), Open);
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let c = c.clone();
+                thread::spawn(move || assert!(ready(c.call(async { Ok::<_, ()>(()) })).is_ok()))
+            })
+            .collect();
+        let seen = c.stats();
+        assert!((1..=3).contains(&seen.total_requests), "{seen:?}");
+        assert_eq!(seen.failure_count, 1);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let after = c.stats();
+        assert_eq!(
+            (
+                after.total_requests,
+                after.failure_count,
+                after.success_count
+            ),
+            (3, 1, 2)
+        );
+        assert_eq!(after.rejected_count, 2, "shadow calls count as rejections");
+    });
 }

@@ -160,17 +160,17 @@ mod client;
 #[cfg(feature = "cognito")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cognito")))]
 pub mod cognito;
+// A leaf the fleet's DynamoDB store uses too (see its module docs).
+pub(crate) mod error_codes;
 mod retry;
 mod tag;
 
-pub use classify::{
-    THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES, classify_attempt, classify_connector_error,
-    error_code,
-};
+pub use classify::{classify_attempt, classify_connector_error};
 pub use client::{
     BreakerHttpClient, DEFAULT_ERROR_BODY_PREFIX, MAX_ERROR_BODY_PREFIX, MIN_ERROR_BODY_PREFIX,
     UNTAGGED_KEY,
 };
+pub use error_codes::{THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES, error_code};
 pub use retry::{
     CircuitOpenRetryClassifier, circuit_rejection, is_circuit_rejection, rejection_in,
 };

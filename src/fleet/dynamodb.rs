@@ -113,7 +113,9 @@ use super::store::{
     CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord, prefixed,
     within,
 };
-use crate::aws::{THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES};
+// The AWS error-code vocabulary, a leaf module shared with the adapter's classification:
+// the store depends on it alone, not on the adapter (client, classification, registry).
+use crate::aws::error_codes::{THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES};
 
 /// The partition key attribute (S).
 pub const PK: &str = "pk";

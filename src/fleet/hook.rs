@@ -1,8 +1,13 @@
 //! What a circuit carries for the fleet: the probe-lease gate and the sync's wake-up.
 //!
-//! The gate is read only on the cold Open → HalfOpen path of admission; the Closed path
-//! never touches it.
+//! Installed as the circuit's [`AdmissionGate`] when a sync first attaches (a circuit that
+//! never had a fleet attached holds nothing of it), and kept for the circuit's life: a
+//! detached sync turns the gate off. The circuit reads it only on the cold Open →
+//! HalfOpen path of admission; the Closed path never touches it.
 
+use crate::Circuit;
+use crate::circuit::AdmissionGate;
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use tokio::sync::Notify;
@@ -25,11 +30,11 @@ pub(crate) struct FleetHook {
     wake: Arc<Notify>,
 }
 
-impl FleetHook {
+impl AdmissionGate for FleetHook {
     /// Called once the break is over: true when the call must be rejected because the
     /// fleet's probe lease is elsewhere. Wakes the sync so it tries to take the lease.
     #[inline]
-    pub(crate) fn must_wait_for_lease(&self) -> bool {
+    fn holds_back_probe(&self) -> bool {
         if self.gate.load(Ordering::Acquire) == GATE_NO_LEASE {
             self.wants_lease.store(true, Ordering::Release);
             self.wake.notify_one();
@@ -37,6 +42,19 @@ impl FleetHook {
         } else {
             false
         }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl FleetHook {
+    /// The fleet hook of `circuit`, installed as its admission gate on first use.
+    pub(crate) fn of(circuit: &Circuit) -> &FleetHook {
+        circuit
+            .gate_or_install(FleetHook::default)
+            .expect("only the fleet installs a circuit's admission gate")
     }
 
     pub(crate) fn set_gate(&self, gate: u8) {

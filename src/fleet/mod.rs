@@ -49,10 +49,10 @@ pub use self::dynamodb::DynamoDbStore;
 #[cfg(feature = "fleet-redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use config::{FleetConfig, FleetConfigBuilder};
+#[cfg(test)]
 pub(crate) use hook::FleetHook;
 pub use memory::MemoryStore;
 pub use record::FleetState;
 pub use snapshot::{CircuitSnapshot, SnapshotError};
 pub use store::{CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord};
-pub(crate) use sync::CircuitParts;
 pub use sync::{FleetMode, FleetStatus, FleetSync};

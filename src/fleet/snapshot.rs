@@ -100,7 +100,7 @@ impl CircuitSnapshot {
 impl Circuit {
     /// The circuit's state now, in wall-clock time. Feature `fleet`.
     pub fn snapshot(&self) -> CircuitSnapshot {
-        let parts = self.fleet_parts();
+        let parts = self.parts();
         let now_ms = epoch_ms(parts.now);
         let (state, open_until_ms) = match (parts.state, parts.normal) {
             (CircuitState::Open, true) => (FleetState::Open, parts.open_until.map(epoch_ms)),
@@ -135,7 +135,7 @@ impl Circuit {
         if snapshot.circuit != self.name() {
             return refuse("taken of another circuit");
         }
-        let parts = self.fleet_parts();
+        let parts = self.parts();
         let now_ms = epoch_ms(parts.now);
         if snapshot.taken_at_ms > now_ms.saturating_add(MAX_SKEW.as_millis() as u64) {
             return refuse("taken in the future");
@@ -157,6 +157,6 @@ impl Circuit {
             return refuse("break longer than the circuit's longest");
         }
         let opens = snapshot.opens_in_a_row.min(1_000);
-        Ok(self.fleet_restore_open(remaining.min(longest), opens))
+        Ok(self.restore_open(remaining.min(longest), opens))
     }
 }

@@ -18,6 +18,12 @@
 use std::fmt;
 use std::time::Duration;
 
+mod builder;
+mod patch;
+
+pub use builder::CircuitBreakerConfigBuilder;
+pub use patch::ConfigPatch;
+
 /// Validated configuration of one circuit.
 ///
 /// Build one with [`CircuitBreakerConfig::builder`], start from a preset
@@ -106,7 +112,7 @@ pub struct Backoff {
     /// Growth factor per consecutive opening, at least 1.
     pub multiplier: f64,
     /// Upper bound of a break, at least `recovery_timeout`.
-    #[cfg_attr(feature = "serde", serde(with = "crate::document::duration"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::duration::string"))]
     pub max: Duration,
     /// Random shortening, in `[0, 1)`: 0.2 means a break lasts 80–100 % of its nominal length.
     #[cfg_attr(feature = "serde", serde(default))]
@@ -412,203 +418,6 @@ impl CircuitBreakerConfig {
 /// Durations beyond this are refused: they would overflow time arithmetic and no
 /// circuit needs them.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Builds a [`CircuitBreakerConfig`]; [`build`](Self::build) validates it.
-///
-/// See the [module docs](crate::config) for how the seed's options map to these.
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct CircuitBreakerConfigBuilder {
-    config: CircuitBreakerConfig,
-}
-
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.config.$name = value;
-            self
-        }
-    )*};
-}
-
-impl CircuitBreakerConfigBuilder {
-    setters! {
-        /// Trailing consecutive failures in the window that open the circuit (≥ 1).
-        failure_threshold: u32;
-        /// Time spent Open before a probe is admitted (> 0).
-        recovery_timeout: Duration;
-        /// Calls slower than this are slow (> 0).
-        expected_response_time: Duration;
-        /// Length of the sliding window (> 0).
-        monitoring_window: Duration;
-        /// Calls in the window needed before the circuit may open (0 = no minimum).
-        minimum_request_count: u32;
-        /// Probes admitted in HalfOpen (1..=4095); all must succeed to close.
-        half_open_max_calls: u32;
-        /// Buckets in the window (1..=1000); each at least 1 ms and the window divisible by them.
-        window_buckets: u32;
-        /// Slow calls count as failures for tripping (default `true`). With `false` they are
-        /// neutral for tripping and only counted.
-        slow_call_is_failure: bool;
-        /// Calls whose future is dropped before completing count as failures (default
-        /// `false`: they are ignored). The AWS adapter turns this on, since the SDK's
-        /// attempt timeout reaches the connector only as a dropped future.
-        dropped_call_is_failure: bool;
-        /// Shadow mode: the circuit records, transitions and reports as usual, but admits
-        /// every call it would have rejected (counting it in `rejected_count`). A way to
-        /// roll a breaker out and watch it before it acts. A manual
-        /// [`force_open`](crate::Circuit::force_open) still rejects.
-        metrics_only: bool;
-    }
-
-    /// The probe deadline (> 0, at most 365 days): how long a HalfOpen circuit with every
-    /// probe slot taken waits before it counts its unfinished probes as failed and
-    /// re-opens. Unset, it is derived from `recovery_timeout` and `expected_response_time`;
-    /// see [`CircuitBreakerConfig::half_open_max_wait`]. On a live circuit
-    /// ([`reconfigure`](crate::Circuit::reconfigure)) a new value applies to probes
-    /// admitted after it; a deadline already running is never shortened.
-    pub fn half_open_max_wait(mut self, wait: Duration) -> Self {
-        self.config.half_open_max_wait = Some(wait);
-        self
-    }
-
-    /// Also open when the window's failure rate reaches `rate` (in (0, 1]).
-    pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
-        self.config.failure_rate_threshold = Some(rate);
-        self
-    }
-
-    /// Also open when the window's slow-call rate reaches `rate` (in (0, 1]).
-    pub fn slow_call_rate_threshold(mut self, rate: f64) -> Self {
-        self.config.slow_call_rate_threshold = Some(rate);
-        self
-    }
-
-    /// Grow the break duration on consecutive openings. See [`Backoff`].
-    pub fn backoff(mut self, multiplier: f64, max: Duration, jitter: f64) -> Self {
-        self.config.backoff = Some(Backoff {
-            multiplier,
-            max,
-            jitter,
-        });
-        self
-    }
-
-    /// Checks every rule and returns the configuration.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the first field that breaks a rule.
-    pub fn build(self) -> Result<CircuitBreakerConfig, ConfigError> {
-        self.config.validate()?;
-        Ok(self.config)
-    }
-}
-
-/// Some fields of a [`CircuitBreakerConfig`], to lay over another: the unit of the
-/// registry's per-key overrides.
-///
-/// A field left `None` keeps the value of the configuration it is applied to. With
-/// feature `serde` it reads and writes as a table of the fields that are set (see
-/// the `document` module).
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct ConfigPatch {
-    /// See [`CircuitBreakerConfigBuilder::failure_threshold`].
-    pub failure_threshold: Option<u32>,
-    /// See [`CircuitBreakerConfigBuilder::recovery_timeout`].
-    pub recovery_timeout: Option<Duration>,
-    /// See [`CircuitBreakerConfigBuilder::expected_response_time`].
-    pub expected_response_time: Option<Duration>,
-    /// See [`CircuitBreakerConfigBuilder::monitoring_window`].
-    pub monitoring_window: Option<Duration>,
-    /// See [`CircuitBreakerConfigBuilder::minimum_request_count`].
-    pub minimum_request_count: Option<u32>,
-    /// See [`CircuitBreakerConfigBuilder::half_open_max_calls`].
-    pub half_open_max_calls: Option<u32>,
-    /// See [`CircuitBreakerConfigBuilder::half_open_max_wait`].
-    pub half_open_max_wait: Option<Duration>,
-    /// See [`CircuitBreakerConfigBuilder::window_buckets`].
-    pub window_buckets: Option<u32>,
-    /// See [`CircuitBreakerConfigBuilder::failure_rate_threshold`].
-    pub failure_rate_threshold: Option<f64>,
-    /// See [`CircuitBreakerConfigBuilder::slow_call_rate_threshold`].
-    pub slow_call_rate_threshold: Option<f64>,
-    /// See [`CircuitBreakerConfigBuilder::slow_call_is_failure`].
-    pub slow_call_is_failure: Option<bool>,
-    /// See [`CircuitBreakerConfigBuilder::dropped_call_is_failure`].
-    pub dropped_call_is_failure: Option<bool>,
-    /// See [`CircuitBreakerConfigBuilder::metrics_only`].
-    pub metrics_only: Option<bool>,
-    /// See [`CircuitBreakerConfigBuilder::backoff`].
-    pub backoff: Option<Backoff>,
-}
-
-impl ConfigPatch {
-    pub(crate) fn lay_over(&self, base: &CircuitBreakerConfig) -> CircuitBreakerConfig {
-        let mut c = base.clone();
-        macro_rules! lay {
-            ($($field:ident),*) => {$(
-                if let Some(v) = self.$field {
-                    c.$field = v;
-                }
-            )*};
-        }
-        lay!(
-            failure_threshold,
-            recovery_timeout,
-            expected_response_time,
-            monitoring_window,
-            minimum_request_count,
-            half_open_max_calls,
-            window_buckets,
-            slow_call_is_failure,
-            dropped_call_is_failure,
-            metrics_only
-        );
-        if self.failure_rate_threshold.is_some() {
-            c.failure_rate_threshold = self.failure_rate_threshold;
-        }
-        if self.slow_call_rate_threshold.is_some() {
-            c.slow_call_rate_threshold = self.slow_call_rate_threshold;
-        }
-        if self.backoff.is_some() {
-            c.backoff = self.backoff;
-        }
-        if self.half_open_max_wait.is_some() {
-            c.half_open_max_wait = self.half_open_max_wait;
-        }
-        c
-    }
-
-    /// `base` with this patch laid over it, validated.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the field when the result breaks a rule.
-    pub fn apply(&self, base: &CircuitBreakerConfig) -> Result<CircuitBreakerConfig, ConfigError> {
-        let c = self.lay_over(base);
-        c.validate()?;
-        Ok(c)
-    }
-
-    /// Checks the rules each set field obeys on its own (rules that tie fields together
-    /// can only be checked against a configuration to apply it to).
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the first field that breaks a rule.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        self.lay_over(&CircuitBreakerConfig::default())
-            .check_fields()
-    }
-
-    /// Whether the patch sets nothing.
-    pub fn is_empty(&self) -> bool {
-        *self == ConfigPatch::default()
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,338 @@
+//! Admission: the decision, the [`Permit`] it grants, and the waiters it leaves.
+//!
+//! The Closed path is [`Circuit::admit`]'s first branch: one load of the state word.
+//! Everything else (Open, HalfOpen, overrides, the end of a break, the probe deadline)
+//! is [`Circuit::admit_cold`].
+
+use super::events::guarded;
+use super::{Circuit, FLAG_METRICS_ONLY, Word};
+use crate::CircuitState;
+use crate::classify::Verdict;
+use crate::error::{CircuitOpen, Name, RejectReason};
+use crate::primitives::{Ordering, fence};
+use crate::state::Mode;
+use crate::stats::TransitionReason;
+use std::borrow::Borrow;
+use std::task::Waker;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What kind of admission a permit stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Closed: the outcome is recorded in the window.
+    Windowed,
+    /// A half-open probe holding a slot.
+    Probe,
+    /// Disabled: nothing is recorded.
+    Untracked,
+    /// Metrics-only mode, admitted although the circuit would have rejected it: the
+    /// outcome counts in the lifetime stats only.
+    Shadow,
+}
+
+/// What admission granted: the kind of call and the generation it was admitted in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    pub(super) kind: Kind,
+    pub(super) generation: u64,
+}
+
+/// What admission refused: the [`CircuitOpen`] without the circuit's name, which the
+/// caller adds from whichever handle to it is cheapest to clone where it stands.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rejection {
+    reason: RejectReason,
+    retry_after: Option<Duration>,
+}
+
+impl Rejection {
+    pub(crate) fn into_error(self, circuit: Name) -> CircuitOpen {
+        CircuitOpen::new(circuit, self.reason, self.retry_after)
+    }
+}
+
+/// The right to make one call, and the duty to report how it went.
+///
+/// Taken by [`Permit::acquire`], or made from a [`Circuit::admit`] ticket. [`start`](Self::start) when the
+/// call begins and [`complete`](Self::complete) when it ends. Dropped without `complete`:
+/// a started call follows the dropped-call policy; an unstarted one only gives back its
+/// probe slot.
+///
+/// `H` is how the permit reaches its circuit: a borrowed `&Circuit` where the call cannot
+/// outlive it ([`Circuit::call`]), an owned handle where it can (a tower response future).
+/// Borrowing costs nothing; an owned handle costs a reference-count increment and
+/// decrement, which the tower service keeps on a cache line of its own (see
+/// `service::Handle`).
+pub(crate) struct Permit<H: Borrow<Circuit> = Circuit> {
+    circuit: H,
+    kind: Kind,
+    generation: u64,
+    /// `ns + 1` when started, 0 before.
+    start: u64,
+}
+
+impl<H: Borrow<Circuit>> std::fmt::Debug for Permit<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Borrow<Circuit>> Permit<H> {
+    /// Asks `circuit`'s circuit to admit one call, counting a rejection.
+    #[inline]
+    pub(crate) fn acquire(circuit: H) -> Result<Self, CircuitOpen> {
+        match circuit.borrow().admit(true) {
+            Ok(ticket) => Ok(Self::new(circuit, ticket)),
+            Err(rejection) => Err(rejection.into_error(circuit.borrow().rejection_name())),
+        }
+    }
+
+    /// The permit for a call `circuit` admitted with [`Circuit::admit`].
+    #[inline]
+    pub(crate) fn new(circuit: H, ticket: Ticket) -> Self {
+        Permit {
+            circuit,
+            kind: ticket.kind,
+            generation: ticket.generation,
+            start: 0,
+        }
+    }
+
+    /// Marks the start of the call (reads the clock once).
+    #[inline]
+    pub(crate) fn start(&mut self) {
+        self.start = self.circuit.borrow().now_ns() + 1;
+    }
+
+    /// Reports the verdict of the call (reads the clock once).
+    #[inline]
+    pub(crate) fn complete(mut self, verdict: Verdict) {
+        let kind = std::mem::replace(&mut self.kind, Kind::Untracked);
+        let start = self.start;
+        self.circuit
+            .borrow()
+            .complete(kind, self.generation, start, verdict);
+    }
+}
+
+impl<H: Borrow<Circuit>> Drop for Permit<H> {
+    fn drop(&mut self) {
+        let circuit = self.circuit.borrow();
+        match self.kind {
+            Kind::Untracked => {}
+            _ if self.start == 0 => {
+                if self.kind == Kind::Probe {
+                    circuit.return_probe(self.generation);
+                }
+            }
+            kind => circuit.dropped(kind, self.generation, self.start),
+        }
+    }
+}
+
+impl Circuit {
+    // ===== admission =====
+
+    /// The admission decision; `count`: whether a rejection counts as one. The ticket
+    /// must become a [`Permit`] at once, which reports the call.
+    #[inline]
+    pub(crate) fn admit(&self, count: bool) -> Result<Ticket, Rejection> {
+        let w = self.word();
+        if w.is_closed_normal() {
+            return Ok(ticket(Kind::Windowed, w.generation()));
+        }
+        self.admit_cold(w, count)
+    }
+
+    #[inline(never)]
+    fn admit_cold(&self, mut w: Word, count: bool) -> Result<Ticket, Rejection> {
+        let hot = &self.shared.hot;
+        loop {
+            match (w.mode(), w.state()) {
+                (Mode::Disabled, _) => return Ok(ticket(Kind::Untracked, w.generation())),
+                (Mode::ForcedOpen, _) => {
+                    return self.reject(RejectReason::ForcedOpen, None, w, count);
+                }
+                (_, CircuitState::Closed) => return Ok(ticket(Kind::Windowed, w.generation())),
+                (_, CircuitState::Open) => {
+                    let until = hot.open_until.load(Ordering::Acquire);
+                    let now = self.shared.hot.clock.now_ns_near(until);
+                    if now < until {
+                        return self.reject(
+                            RejectReason::Open,
+                            Some(Duration::from_nanos(until - now)),
+                            w,
+                            count,
+                        );
+                    }
+                    // An attached gate (the fleet's probe lease) may hold the probe back:
+                    // the only gate check on any admission path.
+                    if self.gate_holds_back_probe() {
+                        return self.reject(RejectReason::Open, None, w, count);
+                    }
+                    match self.begin_half_open(w) {
+                        Some(ticket) => return Ok(ticket),
+                        None => w = self.word(),
+                    }
+                }
+                (_, CircuitState::HalfOpen) => {
+                    let max = hot.half_open_max.load(Ordering::Relaxed);
+                    if w.probes_out() + w.probe_passes() >= max {
+                        // Only probes still out can hang (with none out, the probes all
+                        // passed and the close is under way).
+                        if w.mode() == Mode::Normal && w.probes_out() > 0 && self.probe_timed_out(w)
+                        {
+                            // Re-opened (or changed under us): look again. The Open arm
+                            // rejects until the new break ends, which it may already have.
+                            w = self.word();
+                            continue;
+                        }
+                        return self.reject(RejectReason::HalfOpenFull, None, w, count);
+                    }
+                    // Before the slot is taken: whoever sees the slot taken sees a
+                    // deadline that gives this probe its full wait.
+                    self.extend_probe_deadline();
+                    match hot.word.compare_exchange_weak(
+                        w.0,
+                        w.with_probe_taken().0,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => return Ok(ticket(Kind::Probe, w.generation())),
+                        Err(actual) => w = Word(actual),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether an attached [`AdmissionGate`](super::AdmissionGate) holds the probe back
+    /// (none attached: no). Read only once a break is over.
+    fn gate_holds_back_probe(&self) -> bool {
+        self.shared
+            .gate
+            .get()
+            .is_some_and(|gate| gate.holds_back_probe())
+    }
+
+    /// Moves the probe deadline to at least now + `half_open_max_wait`.
+    fn extend_probe_deadline(&self) {
+        let hot = &self.shared.hot;
+        let until = self
+            .now_ns_checked()
+            .saturating_add(hot.probe_wait_ns.load(Ordering::Relaxed));
+        hot.probe_deadline.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// HalfOpen with every slot taken (`seen`): when the probe deadline has passed, the
+    /// unfinished probes count as failed and the circuit re-opens. True when the word
+    /// changed (by this re-opening or by anything else) and admission must look again.
+    #[cold]
+    fn probe_timed_out(&self, seen: Word) -> bool {
+        let hot = &self.shared.hot;
+        let deadline = hot.probe_deadline.load(Ordering::Acquire);
+        if self.shared.hot.clock.now_ns_near(deadline) < deadline {
+            return false;
+        }
+        let opened = self.transition(TransitionReason::ProbeTimedOut, |cur| {
+            // The word unchanged since the slots were seen full, and the deadline (which a
+            // new probe extends before taking its slot) still passed.
+            let deadline = hot.probe_deadline.load(Ordering::Acquire);
+            (cur == seen && self.shared.hot.clock.now_ns_near(deadline) >= deadline)
+                .then_some((CircuitState::Open, Mode::Normal))
+        });
+        if opened.is_some() {
+            guarded(|| {
+                tracing::warn!(
+                    circuit = %self.shared.name,
+                    probes_in_flight = seen.probes_out(),
+                    "half-open probes unfinished past the probe deadline: counted as failed, circuit re-opened"
+                );
+            });
+        }
+        opened.is_some() || self.word() != seen
+    }
+
+    fn reject(
+        &self,
+        reason: RejectReason,
+        retry_after: Option<Duration>,
+        w: Word,
+        count: bool,
+    ) -> Result<Ticket, Rejection> {
+        if reason != RejectReason::ForcedOpen && self.flags() & FLAG_METRICS_ONLY != 0 {
+            // Shadow mode admits the call; it still counts as the rejection it would have
+            // been, whichever way admission was asked for.
+            self.count_rejected();
+            return Ok(ticket(Kind::Shadow, w.generation()));
+        }
+        if count {
+            self.count_rejected();
+        }
+        Err(Rejection {
+            reason,
+            retry_after,
+        })
+    }
+
+    fn count_rejected(&self) {
+        self.shared.window.count_rejected();
+        if let Some(observer) = &self.shared.observer {
+            observer.rejected();
+        }
+    }
+
+    /// When a rejected backpressure waiter should look again: the end of the break while
+    /// Open, the probe deadline while HalfOpen with every slot taken; `None` when only a
+    /// transition or a returned slot can help (both wake registered waiters).
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        let w = self.word();
+        if w.mode() != Mode::Normal {
+            return None;
+        }
+        let hot = &self.shared.hot;
+        match w.state() {
+            CircuitState::Open => Some(self.instant(hot.open_until.load(Ordering::Acquire))),
+            CircuitState::HalfOpen
+                if w.probes_out() > 0
+                    && w.probes_out() + w.probe_passes()
+                        >= hot.half_open_max.load(Ordering::Relaxed) =>
+            {
+                Some(self.instant(hot.probe_deadline.load(Ordering::Acquire)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Registers a waker to be woken on the next transition or returned probe slot.
+    pub(crate) fn register_waiter(&self, waker: &Waker) {
+        let mut locked = self.lock();
+        if !locked.waiters.iter().any(|w| w.will_wake(waker)) {
+            locked.waiters.push(waker.clone());
+        }
+        self.shared.has_waiters.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `wake_waiters`: either the caller's next look at the state
+        // word sees the transition, or the transition sees this flag.
+        fence(Ordering::SeqCst);
+    }
+
+    pub(super) fn wake_waiters(&self) {
+        fence(Ordering::SeqCst);
+        if self.shared.has_waiters.load(Ordering::SeqCst) {
+            let waiters = {
+                let mut locked = self.lock();
+                self.shared.has_waiters.store(false, Ordering::Release);
+                std::mem::take(&mut locked.waiters)
+            };
+            waiters.into_iter().for_each(Waker::wake);
+        }
+    }
+}
+
+#[inline]
+pub(super) fn ticket(kind: Kind, generation: u64) -> Ticket {
+    Ticket { kind, generation }
+}

@@ -1,0 +1,219 @@
+//! Outcomes: what a finished call does to its circuit.
+//!
+//! [`Circuit::complete`] sends every permit's verdict here. Its first branch is the Closed
+//! record path, the one every call in a healthy system takes: measure the call, record it
+//! in the window, extend or end the run of failures, and check the trip rule only when it
+//! may fire. Everything else, half-open probes and the out-of-band outcomes (ignored,
+//! shadow, late, dropped), is in [`Circuit::complete_out_of_window`] and below it.
+
+use super::admit::Kind;
+use super::{Circuit, FLAG_DROPPED_IS_FAILURE, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Word};
+use crate::CircuitState;
+use crate::classify::Verdict;
+use crate::primitives::Ordering;
+use crate::state::Mode;
+use crate::stats::TransitionReason;
+use crate::window::Outcome;
+
+/// Last-success and last-failure times are written at most once per this many
+/// nanoseconds per circuit, so two cores do not fight over their cache line.
+const LAST_TIME_RESOLUTION_NS: u64 = 1_000_000;
+
+impl Circuit {
+    // ===== the Closed record path =====
+
+    /// Reports how an admitted call ended.
+    #[inline]
+    pub(super) fn complete(&self, kind: Kind, generation: u64, start: u64, verdict: Verdict) {
+        if kind != Kind::Windowed || verdict == Verdict::Ignored {
+            return self.complete_out_of_window(kind, generation, start, verdict);
+        }
+        let (now, outcome) = self.measure(start, verdict);
+        if self.word().generation() != generation {
+            // Late: admitted before a transition, it changes no state.
+            return self.shared.window.record_outside(outcome);
+        }
+        let hot = &self.shared.hot;
+        let flags = self.flags();
+        let trip_failure = outcome.failed || (outcome.slow && flags & FLAG_SLOW_IS_FAILURE != 0);
+        let width = hot.width_ns.load(Ordering::Relaxed);
+        // The window first, then the run: whoever's failure completes the run sees, through
+        // the run counter, every outcome recorded before it (found by the loom model).
+        self.shared.window.record(now, width, outcome);
+        let run = self.count_run(trip_failure);
+        if let Verdict::OpenFor(d) = verdict {
+            self.open(generation, TransitionReason::RetryAfter, Some(d));
+        } else if (trip_failure && run >= hot.failure_threshold.load(Ordering::Relaxed))
+            || flags & FLAG_RATES != 0
+        {
+            self.evaluate(generation, now, width, run, flags);
+        }
+    }
+
+    /// Reads the clock once and turns a success or failure into an outcome (slow or not);
+    /// tells the observer and notes the time. Every timed outcome passes here.
+    #[inline(always)]
+    fn measure(&self, start: u64, verdict: Verdict) -> (u64, Outcome) {
+        let now = self.now_ns();
+        let expected = self.shared.hot.expected_ns.load(Ordering::Relaxed);
+        let outcome = Outcome {
+            failed: verdict != Verdict::Success,
+            slow: now.saturating_sub(start.saturating_sub(1)) > expected,
+        };
+        self.note_time(now, outcome.failed);
+        // The observer's only cost on the Closed path: one branch when none is attached.
+        if let Some(observer) = &self.shared.observer {
+            observer.outcome(outcome);
+        }
+        (now, outcome)
+    }
+
+    /// Extends or ends the run of consecutive failures; returns its new length.
+    #[inline]
+    fn count_run(&self, trip_failure: bool) -> u64 {
+        let consecutive = &self.shared.written.consecutive;
+        if trip_failure {
+            // Release: the outcome recorded before; acquire: the ones recorded before the
+            // failures this one follows.
+            consecutive.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            if consecutive.load(Ordering::Relaxed) != 0 {
+                consecutive.store(0, Ordering::Release);
+            }
+            0
+        }
+    }
+
+    #[inline]
+    fn note_time(&self, now: u64, failed: bool) {
+        let cell = if failed {
+            &self.shared.written.last_failure
+        } else {
+            &self.shared.written.last_success
+        };
+        let last = cell.load(Ordering::Relaxed);
+        if last == 0 || now + 1 >= last + LAST_TIME_RESOLUTION_NS {
+            cell.store(now + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Checks the trip rule against the window.
+    #[inline(never)]
+    fn evaluate(&self, generation: u64, now: u64, width: u64, run: u64, flags: u32) {
+        let hot = &self.shared.hot;
+        let counts = self.shared.window.counts(now, width);
+        if counts.calls < hot.minimum_requests.load(Ordering::Relaxed) || counts.calls == 0 {
+            return;
+        }
+        let trip_failures = counts.trip_failures(flags & FLAG_SLOW_IS_FAILURE != 0);
+        let mut trip = run.min(trip_failures) >= hot.failure_threshold.load(Ordering::Relaxed);
+        if !trip && flags & FLAG_RATES != 0 {
+            let calls = counts.calls as f64;
+            let rate = f64::from_bits(hot.failure_rate.load(Ordering::Relaxed));
+            let slow_rate = f64::from_bits(hot.slow_rate.load(Ordering::Relaxed));
+            trip = (rate > 0.0 && trip_failures as f64 / calls >= rate)
+                || (slow_rate > 0.0 && counts.slow() as f64 / calls >= slow_rate);
+        }
+        if trip {
+            self.open(generation, TransitionReason::Tripped, None);
+        }
+    }
+
+    // ===== probes and out-of-band outcomes =====
+
+    /// Every outcome but a Closed call's success or failure: disabled (nothing), ignored,
+    /// shadow (metrics-only mode, admitted although it would have been rejected), late,
+    /// and half-open probes.
+    #[inline(never)]
+    fn complete_out_of_window(&self, kind: Kind, generation: u64, start: u64, verdict: Verdict) {
+        if kind == Kind::Untracked {
+            return;
+        }
+        if verdict == Verdict::Ignored {
+            // An ignored call records nothing timed: no clock read for it.
+            self.shared.window.count_ignored();
+            if let Some(observer) = &self.shared.observer {
+                observer.ignored();
+            }
+            if kind == Kind::Probe {
+                self.return_probe(generation);
+            }
+            return;
+        }
+        let (_, outcome) = self.measure(start, verdict);
+        if kind == Kind::Shadow || self.word().generation() != generation {
+            // Shadow or late: the lifetime counts only.
+            return self.shared.window.record_outside(outcome);
+        }
+        debug_assert_eq!(kind, Kind::Probe);
+        let trip_failure =
+            outcome.failed || (outcome.slow && self.flags() & FLAG_SLOW_IS_FAILURE != 0);
+        self.count_run(trip_failure);
+        self.shared.window.record_outside(outcome);
+        match verdict {
+            Verdict::OpenFor(d) => self.open(generation, TransitionReason::RetryAfter, Some(d)),
+            _ if trip_failure => self.open(generation, TransitionReason::ProbeFailed, None),
+            _ => self.pass_probe(generation),
+        }
+    }
+
+    /// A started call's future was dropped before it completed.
+    #[cold]
+    pub(super) fn dropped(&self, kind: Kind, generation: u64, start: u64) {
+        if self.flags() & FLAG_DROPPED_IS_FAILURE != 0 {
+            self.complete(kind, generation, start, Verdict::Failure);
+        } else {
+            self.complete(kind, generation, start, Verdict::Ignored);
+        }
+    }
+
+    pub(super) fn return_probe(&self, generation: u64) {
+        let word = &self.shared.hot.word;
+        let mut w = self.word();
+        while w.generation() == generation
+            && w.state() == CircuitState::HalfOpen
+            && w.probes_out() > 0
+        {
+            match word.compare_exchange_weak(
+                w.0,
+                w.with_probe_returned().0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.wake_waiters();
+                    return;
+                }
+                Err(actual) => w = Word(actual),
+            }
+        }
+    }
+
+    fn pass_probe(&self, generation: u64) {
+        let hot = &self.shared.hot;
+        let mut w = self.word();
+        while w.generation() == generation
+            && w.state() == CircuitState::HalfOpen
+            && w.probes_out() > 0
+        {
+            let next = w.with_probe_passed();
+            match hot
+                .word
+                .compare_exchange_weak(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if next.probe_passes() >= hot.half_open_max.load(Ordering::Relaxed) {
+                        self.transition(TransitionReason::ProbesSucceeded, |w| {
+                            (w.generation() == generation && w.state() == CircuitState::HalfOpen)
+                                .then_some((CircuitState::Closed, Mode::Normal))
+                        });
+                    } else {
+                        self.wake_waiters();
+                    }
+                    return;
+                }
+                Err(actual) => w = Word(actual),
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! One key's entry in the registry's table: its circuit, the per-stripe handles calls
+//! hold, the idle test, and the hash of a key.
+
+use crate::{Circuit, CircuitBreakerConfig};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+/// One key's circuit in the table, with what the registry keeps beside it.
+pub(super) struct Entry {
+    pub(super) hash: u64,
+    /// The length of the service name: the circuit's name is `service/operation`.
+    pub(super) split: u32,
+    pub(super) circuit: Circuit,
+    /// The configuration asked for at creation, before overrides: re-applying a document
+    /// recomputes the circuit's configuration from it.
+    pub(super) base: Arc<CircuitBreakerConfig>,
+    /// Per thread stripe, a handle to the circuit that lookups clone: a reference count
+    /// per stripe, so threads running calls through one key write to no common line.
+    /// Made on the stripe's first lookup.
+    pub(super) handles: Box<[OnceLock<Arc<Handle>>]>,
+    /// The wall time the circuit's clock started from (taken just after it, so to within
+    /// microseconds): its stats' times minus this are instants of its own clock.
+    pub(super) origin: SystemTime,
+}
+
+/// One stripe's handle to an entry's circuit: held for as long as a call runs through it.
+#[repr(align(64))]
+pub(super) struct Handle(pub(super) Circuit);
+
+/// The hash of a key: 8-byte words folded in by xor, multiply and rotate, the two names
+/// separated by their lengths, then a final avalanche so high and low bits both depend
+/// on every byte (the chain comes from the low bits).
+pub(super) fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    #[inline]
+    fn fold(mut h: u64, bytes: &[u8]) -> u64 {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            h = (h ^ w).wrapping_mul(K).rotate_left(31);
+        }
+        // Byte by byte: a copy of a variable-length tail would call `memcpy`.
+        let tail = (words.remainder().iter().rev()).fold(0u64, |t, &b| t << 8 | u64::from(b));
+        (h ^ tail ^ (bytes.len() as u64) << 56)
+            .wrapping_mul(K)
+            .rotate_left(31)
+    }
+    let mut h = fold(fold(seed, service.as_bytes()), operation.as_bytes());
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+impl Entry {
+    pub(super) fn is(&self, service: &str, operation: &str) -> bool {
+        let name = self.circuit.name().as_bytes();
+        self.split as usize == service.len()
+            && name.len() == service.len() + 1 + operation.len()
+            && name[..service.len()] == *service.as_bytes()
+            && name[service.len() + 1..] == *operation.as_bytes()
+    }
+
+    pub(super) fn service(&self) -> &str {
+        &self.circuit.name()[..self.split as usize]
+    }
+
+    pub(super) fn operation(&self) -> &str {
+        &self.circuit.name()[self.split as usize + 1..]
+    }
+
+    /// This stripe's handle.
+    #[inline]
+    pub(super) fn handle(&self, stripe: usize) -> &Arc<Handle> {
+        self.handles[stripe].get_or_init(|| Arc::new(Handle(self.circuit.clone())))
+    }
+
+    /// Whether the registry may forget it; see the module docs, "Limits".
+    pub(super) fn is_idle(self: &Arc<Self>, idle_ns: u64) -> bool {
+        let held = |h: &OnceLock<Arc<Handle>>| h.get().is_some_and(|h| Arc::strong_count(h) > 1);
+        if self.handles.iter().any(held) {
+            return false; // a call is running through it
+        }
+        let c = &self.circuit;
+        // The circuit's clock started at its creation: a young circuit is not idle, and
+        // this check spares the stats of every circuit of a table that is filling up.
+        let now = c.now_ns();
+        if now < idle_ns || c.state() != crate::CircuitState::Closed {
+            return false;
+        }
+        let stats = c.stats();
+        if stats.manual_override.is_some() || stats.window.requests > 0 {
+            return false;
+        }
+        let since = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(self.origin).ok())
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
+        let last = since(stats.last_success_time).max(since(stats.last_failure_time));
+        now.saturating_sub(last) >= idle_ns
+    }
+}
