@@ -6,7 +6,8 @@
 //! One call builds a configured service client from an `SdkConfig`, a registry and a
 //! preset — [`aws_client!`](crate::aws_client):
 //!
-//! ```no_run
+//! ```ignore
+//! # // SDK example: compiled by integration/tests/doc_examples
 //! use tower_circuit_breaker::{aws_client, CircuitBreakerConfig, CircuitBreakerRegistry};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -35,7 +36,8 @@
 //! [`is_circuit_rejection`] find it ([`rejection_in`] once the error has been converted or
 //! boxed). With the SDK's own test doubles nothing touches the network:
 //!
-//! ```
+//! ```ignore
+//! # // SDK example: compiled and run by integration/tests/doc_examples
 //! use aws_config::{BehaviorVersion, Region, SdkConfig};
 //! use aws_credential_types::{Credentials, provider::SharedCredentialsProvider};
 //! use aws_smithy_http_client::test_util::infallible_client_fn;
@@ -83,7 +85,8 @@
 //! For one outcome per logical operation, put a registry call around the SDK call instead
 //! (or as well, under another key):
 //!
-//! ```no_run
+//! ```ignore
+//! # // SDK example: compiled by integration/tests/doc_examples
 //! # use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry, NoFallback, BoxError};
 //! # #[allow(dead_code)]
 //! # async fn f(registry: CircuitBreakerRegistry, ddb: aws_sdk_dynamodb::Client) -> Result<(), BoxError> {
@@ -178,7 +181,8 @@ use aws_smithy_runtime_api::client::http::{HttpClient, SharedHttpClient};
 
 /// The three pieces a service client needs, for any service config builder:
 ///
-/// ```no_run
+/// ```ignore
+/// # // SDK example: compiled by integration/tests/doc_examples
 /// use tower_circuit_breaker::aws::SdkBreaker;
 /// use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry};
 ///
@@ -294,7 +298,8 @@ pub fn __shared_http_client<C: HttpClient + 'static>(client: C) -> SharedHttpCli
 /// * `configure = |builder| builder…`: a function applied to the service config builder
 ///   before `build()`, e.g. for a `TimeoutConfig` or an endpoint URL.
 ///
-/// ```no_run
+/// ```ignore
+/// # // SDK example: compiled by integration/tests/doc_examples
 /// use std::time::Duration;
 /// use aws_config::timeout::TimeoutConfig;
 /// use tower_circuit_breaker::{aws_client, CircuitBreakerConfig, CircuitBreakerRegistry};

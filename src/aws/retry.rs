@@ -42,7 +42,8 @@ impl ClassifyRetry for CircuitOpenRetryClassifier {
 /// The rejection behind an SDK error, when the circuit rejected the attempt that ended the
 /// operation: `SdkError::DispatchFailure` → `ConnectorError` → [`CircuitOpen`].
 ///
-/// ```no_run
+/// ```ignore
+/// # // SDK example: compiled by integration/tests/doc_examples
 /// # #[allow(dead_code)]
 /// # async fn f(client: aws_sdk_dynamodb::Client) {
 /// use tower_circuit_breaker::aws::circuit_rejection;

@@ -72,7 +72,8 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! ```ignore
+//! # // SDK example: compiled by integration/tests/doc_examples
 //! use std::time::Duration;
 //! use tower_circuit_breaker::fleet::{CasOutcome, DynamoDbStore, SharedState};
 //!

@@ -5,17 +5,11 @@
 //! Every test runs on a paused tokio clock: time moves when every task waits (auto-advance)
 //! or through `advance`. The syncs' background tasks, the store's TTLs and latency, and
 //! the circuits' breaks all run on that clock, so the scenarios are deterministic.
+//!
+//! The same scenarios run against Redis and DynamoDB (moto) in the integration member
+//! (`integration/tests/fleet_real`).
 
-#[cfg(feature = "fleet-dynamodb")]
-#[path = "../aws_support/mod.rs"]
-mod aws_support;
 mod hostile;
-#[cfg(any(feature = "fleet-redis", feature = "fleet-dynamodb"))]
-mod real;
-#[cfg(feature = "fleet-redis")]
-#[path = "../fleet_stores/redis_server.rs"]
-#[allow(dead_code)]
-mod redis_server;
 mod scenarios;
 
 use scenarios::{Harness, Mode, trip};
