@@ -29,7 +29,11 @@
 use std::time::Duration;
 
 /// What a completed call says about the dependency.
+///
+/// `#[non_exhaustive]`, like [`RejectReason`](crate::RejectReason) and
+/// [`TransitionReason`](crate::TransitionReason): a `match` on a verdict needs a `_` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// The dependency worked.
     Success,

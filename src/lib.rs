@@ -152,13 +152,15 @@ mod time;
 mod window;
 
 pub use circuit::Circuit;
-pub use config::CircuitBreakerConfig;
+pub use classify::Verdict;
+pub use config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder};
+pub use error::{CallError, CircuitOpen, RejectReason};
 pub use fallback::{Fallback, FallbackFn, NoFallback};
 pub use layer::CircuitBreakerLayer;
-pub use registry::CircuitBreakerRegistry;
+pub use registry::{CircuitBreakerRegistry, FallbackCause, RegistryConfig};
 pub use service::CircuitBreaker;
 pub use state::CircuitState;
-pub use stats::CircuitBreakerStats;
+pub use stats::{CircuitBreakerStats, ManualOverride, TransitionEvent, TransitionReason};
 
 /// The boxed error of a [`CircuitBreaker`] without a fallback: the inner error, or a
 /// [`CircuitOpen`](error::CircuitOpen).
