@@ -41,9 +41,25 @@ impl CircuitBreakerLayer {
         Self::from_circuit(Circuit::new(config))
     }
 
-    /// A layer with a new named circuit.
+    /// A layer with a new named circuit. Its metrics carry the name as the `service`
+    /// label and `"-"` as the `operation` label (see the `metrics` module, feature
+    /// `metrics`); use [`for_operation`](Self::for_operation) for both labels.
     pub fn named(name: impl Into<Arc<str>>, config: CircuitBreakerConfig) -> Self {
         Self::from_circuit(Circuit::named(name, config))
+    }
+
+    /// A layer with a new circuit for one operation of one service, named
+    /// `service/operation`, as [`Circuit::for_operation`] makes it: events, logs and
+    /// metrics carry both labels, as they do for a registry's circuits.
+    ///
+    /// ```
+    /// use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+    ///
+    /// let layer = CircuitBreakerLayer::for_operation("dynamodb", "storeUserMessage", CircuitBreakerConfig::dynamodb());
+    /// assert_eq!(layer.circuit().name(), "dynamodb/storeUserMessage");
+    /// ```
+    pub fn for_operation(service: &str, operation: &str, config: CircuitBreakerConfig) -> Self {
+        Self::from_circuit(Circuit::for_operation(service, operation, config))
     }
 
     /// A layer over an existing circuit: services it wraps share that circuit with every

@@ -95,7 +95,7 @@
 //! * `serde`: `Serialize` for stats, (de)serialization of configuration, and registry
 //!   configuration documents in JSON and TOML ([`document`]).
 //! * `metrics`: per-circuit counters and a state gauge through the `metrics` facade
-//!   (names and labels in the README).
+//!   (names and labels in [`metrics`](crate::metrics)).
 //! * `aws`: [`aws`], a breaker around an AWS SDK for Rust client's HTTP connector, one
 //!   circuit per operation through a registry, classification that agrees with the SDK's
 //!   retry verdicts. The AWS SDK crates need Rust 1.94.1 or newer.
@@ -141,7 +141,8 @@ pub mod fleet;
 pub mod future;
 mod layer;
 #[cfg(feature = "metrics")]
-mod metrics;
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod primitives;
 pub mod registry;
 mod service;

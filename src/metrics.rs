@@ -1,19 +1,29 @@
-//! Metrics through the `metrics` facade (feature `metrics`).
+//! The metrics every circuit reports through the [`metrics`](https://docs.rs/metrics)
+//! facade (feature `metrics`).
 //!
 //! Every circuit registers, when it is created, with the recorder installed at that time:
 //!
 //! | metric | kind | labels | meaning |
 //! |---|---|---|---|
-//! | `circuit_breaker_calls_total` | counter | `service`, `operation`, `outcome` | calls by outcome: `success`, `failure`, `rejected`, `ignored`, and `slow` (counted *as well as* the call's success or failure) |
-//! | `circuit_breaker_state` | gauge | `service`, `operation` | 0 closed, 1 half-open, 2 open |
-//! | `circuit_breaker_transitions_total` | counter | `service`, `operation`, `from`, `to` | state changes |
+//! | [`circuit_breaker_calls_total`](CALLS) | counter | `service`, `operation`, `outcome` | calls by outcome: `success`, `failure`, `rejected`, `ignored`, and `slow` (counted *as well as* the call's success or failure) |
+//! | [`circuit_breaker_state`](STATE) | gauge | `service`, `operation` | 0 closed, 1 half-open, 2 open |
+//! | [`circuit_breaker_transitions_total`](TRANSITIONS) | counter | `service`, `operation`, `from`, `to` | state changes |
+//!
+//! `from` and `to` are [`CircuitState::as_str`](crate::CircuitState::as_str) names.
+//!
+//! # Labels
+//!
+//! A circuit made with [`Circuit::for_operation`](crate::Circuit::for_operation) (as a
+//! registry and [`CircuitBreakerLayer::for_operation`](crate::CircuitBreakerLayer::for_operation)
+//! make them) has its service and operation as labels. A circuit made by name only
+//! ([`Circuit::named`](crate::Circuit::named), [`CircuitBreakerLayer::named`](crate::CircuitBreakerLayer::named),
+//! `new`) has its name as `service` and [`NO_OPERATION`] (`"-"`) as `operation`. No label
+//! value is ever empty: CloudWatch rejects an empty dimension value, so an empty service
+//! or operation given to `for_operation` is reported as `"-"` too.
 //!
 //! Install the recorder (for example `metrics_cloudwatch_embedded` in a Lambda function)
 //! before creating circuits. The handles are cached per circuit, so a call costs one
 //! counter increment, with no label lookup.
-//!
-//! [`CircuitMetrics`] is the circuit's [`CircuitObserver`]; `crate::default_observer` gives
-//! one to every new circuit.
 
 use crate::CircuitState;
 use crate::circuit::CircuitObserver;
@@ -21,12 +31,29 @@ use crate::stats::TransitionEvent;
 use crate::window::Outcome;
 use metrics::{Counter, Gauge, counter, gauge};
 
-pub(crate) const CALLS: &str = "circuit_breaker_calls_total";
-pub(crate) const STATE: &str = "circuit_breaker_state";
-pub(crate) const TRANSITIONS: &str = "circuit_breaker_transitions_total";
+/// `circuit_breaker_calls_total`: calls by `outcome`.
+pub const CALLS: &str = "circuit_breaker_calls_total";
+/// `circuit_breaker_state`: 0 closed, 1 half-open, 2 open.
+pub const STATE: &str = "circuit_breaker_state";
+/// `circuit_breaker_transitions_total`: state changes by `from` and `to`.
+pub const TRANSITIONS: &str = "circuit_breaker_transitions_total";
+/// The `operation` label of a circuit made by name only, and the value of any label that
+/// would otherwise be empty.
+pub const NO_OPERATION: &str = "-";
 
-/// One circuit's counter and gauge handles. The transition counter's labels come from
-/// the event, so no copy of the circuit's names is kept here.
+/// A label value CloudWatch accepts: `"-"` for an empty one.
+fn label(value: &str) -> String {
+    if value.is_empty() {
+        NO_OPERATION
+    } else {
+        value
+    }
+    .to_owned()
+}
+
+/// One circuit's counter and gauge handles: `crate::default_observer` gives one to every
+/// new circuit, as its `CircuitObserver`. The transition counter's labels come from the
+/// event, so no copy of the circuit's names is kept here.
 pub(crate) struct CircuitMetrics {
     success: Counter,
     failure: Counter,
@@ -38,14 +65,14 @@ pub(crate) struct CircuitMetrics {
 
 impl CircuitMetrics {
     pub(crate) fn new(service: &str, operation: &str) -> Self {
-        let calls = |outcome: &'static str| counter!(CALLS, "service" => service.to_owned(), "operation" => operation.to_owned(), "outcome" => outcome);
+        let calls = |outcome: &'static str| counter!(CALLS, "service" => label(service), "operation" => label(operation), "outcome" => outcome);
         let m = CircuitMetrics {
             success: calls("success"),
             failure: calls("failure"),
             slow: calls("slow"),
             rejected: calls("rejected"),
             ignored: calls("ignored"),
-            state: gauge!(STATE, "service" => service.to_owned(), "operation" => operation.to_owned()),
+            state: gauge!(STATE, "service" => label(service), "operation" => label(operation)),
         };
         m.state.set(0.0);
         m
@@ -79,8 +106,8 @@ impl CircuitObserver for CircuitMetrics {
         self.state.set(state_value(e.to));
         counter!(
             TRANSITIONS,
-            "service" => e.service.to_string(),
-            "operation" => e.operation.to_string(),
+            "service" => label(&e.service),
+            "operation" => label(&e.operation),
             "from" => e.from.as_str(),
             "to" => e.to.as_str()
         )

@@ -197,3 +197,65 @@ async fn two_keys_have_their_own_series() {
     assert_eq!(calls("cognito", "verifyJWT", "failure"), 1);
     assert_eq!(calls("cognito", "verifyJWT", "success"), 0);
 }
+
+/// No label value is empty (CloudWatch rejects an empty dimension value): a circuit made
+/// by name reports `"-"` as its operation; `for_operation` on the layer reports both.
+#[tokio::test(start_paused = true)]
+async fn named_circuits_have_a_non_empty_operation_label() {
+    use tower::ServiceExt;
+    use tower_circuit_breaker::CircuitBreakerLayer;
+    use tower_circuit_breaker::metrics::{CALLS, NO_OPERATION, STATE, TRANSITIONS};
+    let _serial = serial().await;
+    snapshotter();
+    let config = CircuitBreakerConfig::dynamodb();
+    let named = CircuitBreakerLayer::named("metrics-named", config.clone());
+    let op = CircuitBreakerLayer::for_operation("metrics-svc", "metrics-op", config.clone());
+    assert_eq!(op.circuit().name(), "metrics-svc/metrics-op");
+    let empty = tower_circuit_breaker::Circuit::for_operation("metrics-empty", "", config);
+    for layer in [named, op] {
+        let circuit = layer.circuit().clone();
+        let svc = tower::ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(|()| async { Ok::<_, tower_circuit_breaker::BoxError>(()) });
+        svc.oneshot(()).await.unwrap();
+        circuit.force_open();
+    }
+    empty.call(async { Ok::<_, Down>(()) }).await.unwrap();
+    // Read the gauge before anything else snapshots (a snapshot drains it).
+    assert_eq!(
+        gauge(STATE, &[("service", "metrics-named"), ("operation", "-")]),
+        2.0
+    );
+
+    let calls = |s, o| {
+        counter(
+            CALLS,
+            &[("service", s), ("operation", o), ("outcome", "success")],
+        )
+    };
+    assert_eq!(NO_OPERATION, "-");
+    assert_eq!(calls("metrics-named", "-"), 1);
+    assert_eq!(calls("metrics-svc", "metrics-op"), 1);
+    assert_eq!(calls("metrics-empty", "-"), 1);
+    let opened = |s, o| {
+        counter(
+            TRANSITIONS,
+            &[
+                ("service", s),
+                ("operation", o),
+                ("from", "closed"),
+                ("to", "open"),
+            ],
+        )
+    };
+    assert_eq!(opened("metrics-named", "-"), 1);
+    assert_eq!(opened("metrics-svc", "metrics-op"), 1);
+    // Nothing this binary recorded has an empty label value.
+    let store = store().lock().unwrap();
+    for ((name, labels), _) in store.iter() {
+        assert!(
+            labels.iter().all(|(_, v)| !v.is_empty()),
+            "{name} {labels:?} has an empty label"
+        );
+    }
+}
