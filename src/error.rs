@@ -52,6 +52,9 @@ impl RejectReason {
 /// The circuit rejected the call without calling the inner service.
 ///
 /// Says which circuit, why, and when it may admit again ([`retry_after`](Self::retry_after)).
+///
+/// Its `Display` is one lowercase line, its duration rounded up to the millisecond:
+/// ``circuit `dynamodb` is open; retry after 2.944s``.
 #[derive(Clone, Debug)]
 pub struct CircuitOpen {
     circuit: Name,
@@ -78,10 +81,14 @@ impl CircuitOpen {
         self.reason
     }
 
-    /// How long until the circuit admits a probe, when that is known: the rest of the
-    /// break for [`RejectReason::Open`]; `None` when forced open, when waiting on
-    /// in-flight probes, or when the break has ended but the fleet's probe lease is held
-    /// elsewhere.
+    /// How long until the circuit may admit again, when that is known: the rest of the
+    /// break for [`RejectReason::Open`]; for [`RejectReason::HalfOpenFull`], the time to
+    /// the probe deadline (see
+    /// [`half_open_max_wait`](crate::CircuitBreakerConfig::half_open_max_wait)), when
+    /// the next call gives up on the unfinished probes (a probe that finishes first frees
+    /// its slot or closes the circuit sooner). `None` when forced open, when the probes
+    /// have all passed and the circuit is closing, or when the break has ended but the
+    /// fleet's probe lease is held elsewhere.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
@@ -101,9 +108,21 @@ impl fmt::Display for CircuitOpen {
             )?,
         }
         if let Some(d) = self.retry_after {
-            write!(f, "; retry after {d:?}")?;
+            write!(f, "; retry after {:?}", ceil_to_millis(d))?;
         }
         Ok(())
+    }
+}
+
+/// `d` rounded up to the whole millisecond, for messages: "2.944s", not "2.943999998s".
+/// Up, so a caller who waits what the message says does not come back early;
+/// [`CircuitOpen::retry_after`] itself stays exact.
+pub(crate) fn ceil_to_millis(d: Duration) -> Duration {
+    let whole = Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if whole < d {
+        whole.saturating_add(Duration::from_millis(1))
+    } else {
+        whole
     }
 }
 

@@ -13,6 +13,7 @@
 //! describe the sliding window, which is what the trip rule judges.
 
 use crate::CircuitState;
+use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -107,6 +108,57 @@ pub struct CircuitBreakerStats {
     pub window: WindowStats,
 }
 
+/// One line for a log or a health page, rates to 3 decimal places; times are left out
+/// (format the `SystemTime` fields as you need):
+///
+/// ```text
+/// open, window: 10 calls, 6 failed, 0 slow, failure rate 0.600, 3 consecutive failures; lifetime: 20 calls, 14 ok, 6 failed, 0 slow, 2 rejected, 1 ignored
+/// ```
+///
+/// A manual override, shadow mode and half-open probes in flight are added after the
+/// state: `open (forced open)`, `closed (metrics only)`, `half_open (1 probe in flight)`.
+impl fmt::Display for CircuitBreakerStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.state.as_str())?;
+        let mut notes = Vec::<String>::new();
+        match self.manual_override {
+            Some(ManualOverride::ForcedOpen) => notes.push("forced open".into()),
+            Some(ManualOverride::Disabled) => notes.push("disabled".into()),
+            None => {}
+        }
+        if self.metrics_only {
+            notes.push("metrics only".into());
+        }
+        if self.half_open_in_flight > 0 {
+            let s = if self.half_open_in_flight == 1 {
+                ""
+            } else {
+                "s"
+            };
+            notes.push(format!("{} probe{s} in flight", self.half_open_in_flight));
+        }
+        if !notes.is_empty() {
+            write!(f, " ({})", notes.join(", "))?;
+        }
+        let w = &self.window;
+        write!(
+            f,
+            ", window: {} calls, {} failed, {} slow, failure rate {:.3}, {} consecutive failures",
+            w.requests, w.failures, w.slow, self.failure_rate, self.consecutive_failures
+        )?;
+        write!(
+            f,
+            "; lifetime: {} calls, {} ok, {} failed, {} slow, {} rejected, {} ignored",
+            self.total_requests,
+            self.success_count,
+            self.failure_count,
+            self.slow_count,
+            self.rejected_count,
+            self.ignored_count
+        )
+    }
+}
+
 /// Why the circuit changed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -190,7 +242,10 @@ pub struct TransitionEvent {
     pub to: CircuitState,
     /// What caused it.
     pub reason: TransitionReason,
-    /// When it happened.
+    /// When it happened, on the clock of the stats' times (`last_failure_time`,
+    /// `next_attempt_time`): the wall time the circuit was made at plus its (tokio)
+    /// clock's time since, so under a paused tokio clock it advances with `advance`, not
+    /// with real time.
     pub at: SystemTime,
     /// The circuit's stats right after the transition.
     pub stats: CircuitBreakerStats,

@@ -190,7 +190,14 @@ impl Circuit {
                             w = self.word();
                             continue;
                         }
-                        return self.reject(RejectReason::HalfOpenFull, None, w, count);
+                        // The retry hint: the probe deadline, when the next call gives
+                        // up on the unfinished probes (none out: the close is under way).
+                        let retry_after = (w.probes_out() > 0).then(|| {
+                            let deadline = hot.probe_deadline.load(Ordering::Acquire);
+                            let now = self.shared.hot.clock.now_ns_near(deadline);
+                            Duration::from_nanos(deadline.saturating_sub(now))
+                        });
+                        return self.reject(RejectReason::HalfOpenFull, retry_after, w, count);
                     }
                     // Before the slot is taken: whoever sees the slot taken sees a
                     // deadline that gives this probe its full wait.

@@ -82,6 +82,11 @@ pub(super) fn guarded(hook: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(hook));
 }
 
+/// A rate for a log line, to 3 decimal places (0.333, not 0.3333333333333333).
+fn round3(rate: f64) -> f64 {
+    (rate * 1000.0).round() / 1000.0
+}
+
 fn trace_transition(e: &TransitionEvent) {
     let s = &e.stats;
     macro_rules! event {
@@ -93,7 +98,7 @@ fn trace_transition(e: &TransitionEvent) {
                 from = e.from.as_str(),
                 to = e.to.as_str(),
                 reason = e.reason.as_str(),
-                failure_rate = s.failure_rate,
+                failure_rate = round3(s.failure_rate),
                 window_requests = s.window.requests,
                 window_failures = s.window.failures,
                 consecutive_failures = s.consecutive_failures,

@@ -12,7 +12,7 @@ use crate::CircuitState;
 use crate::primitives::Ordering;
 use crate::state::Mode;
 use crate::stats::{TransitionEvent, TransitionReason};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 impl Circuit {
     /// Opens the circuit (from Closed or HalfOpen in `generation`).
@@ -119,7 +119,8 @@ impl Circuit {
                     from,
                     to: new.state(),
                     reason,
-                    at: SystemTime::now(),
+                    // The stats' clock: the circuit's wall anchor plus its clock.
+                    at: self.wall(self.now_ns_checked()),
                     stats,
                 });
             }

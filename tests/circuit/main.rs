@@ -657,7 +657,8 @@ async fn all_probes_must_succeed_and_extra_callers_are_rejected() {
     );
     assert!(!polled.get());
     assert_eq!(r.reason(), RejectReason::HalfOpenFull);
-    assert_eq!(r.retry_after(), None);
+    // The retry hint: the time to the probe deadline (the probes were admitted just now).
+    assert_eq!(r.retry_after(), Some(c.config().half_open_max_wait()));
 
     tx1.send(Ok(1)).unwrap();
     assert_eq!(assert_ready!(p1.poll()).unwrap(), 1);

@@ -437,7 +437,10 @@ impl Model {
                     self.open_since(TransitionReason::ProbeTimedOut, None, deadline);
                     return self.decide_inner(count);
                 } else {
-                    Err((RejectReason::HalfOpenFull, None))
+                    // The retry hint: the time to the probe deadline.
+                    let after = (self.probes_out > 0)
+                        .then(|| Duration::from_nanos(self.probe_deadline - self.now));
+                    Err((RejectReason::HalfOpenFull, after))
                 }
             }
         };
