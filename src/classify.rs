@@ -66,6 +66,45 @@ where
     }
 }
 
+/// A classifier from a closure whose argument type is given here, not inferred.
+///
+/// A closure passed straight to [`CircuitBreakerLayer::classifier`](crate::CircuitBreakerLayer::classifier)
+/// or [`Circuit::call_with`](crate::Circuit::call_with) cannot have its argument type
+/// inferred ("type annotations needed"), since any `Fn(&Result<Res, E>) -> Verdict`
+/// would do; `from_fn` names the response and error types once. It returns the closure
+/// itself (no wrapper, no cost): a layer whose service's response or error type differs
+/// is then refused with an error naming this closure and the types it was given.
+///
+/// ```
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_circuit_breaker::classify::{self, Verdict};
+/// use tower_circuit_breaker::{BoxError, CircuitBreakerConfig, CircuitBreakerLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// // A status code below 500 is a success; 5xx and transport errors are failures.
+/// let layer = CircuitBreakerLayer::named("upstream", CircuitBreakerConfig::default())
+///     .classifier(classify::from_fn::<u16, BoxError, _>(|r| match r {
+///         Ok(status) if *status >= 500 => Verdict::Failure,
+///         Ok(_) => Verdict::Success,
+///         Err(_) => Verdict::Failure,
+///     }));
+/// let circuit = layer.circuit().clone();
+/// let svc = ServiceBuilder::new()
+///     .layer(layer)
+///     .service_fn(|status: u16| async move { Ok::<_, BoxError>(status) });
+/// assert_eq!(svc.oneshot(503).await?, 503);
+/// assert_eq!(circuit.stats().failure_count, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub fn from_fn<Res, E, F>(classifier: F) -> F
+where
+    F: Fn(&Result<Res, E>) -> Verdict,
+{
+    classifier
+}
+
 /// The default classifier: `Ok` is a success, every `Err` is a failure.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ErrorsAsFailures;

@@ -68,7 +68,8 @@
 //!   `timeout`'s job.
 //! * **Retry outside the breaker** counts every attempt: three failed attempts of one
 //!   operation are three failures, and a retry sent while the circuit is open is rejected
-//!   at once (do not retry [`CircuitOpen`](error::CircuitOpen)).
+//!   at once (do not retry [`CircuitOpen`](error::CircuitOpen); feature `retry`'s
+//!   `retry::NoRetryOnOpen` wraps a `tower::retry::Policy` so that it never does).
 //! * **Retry inside the breaker** counts operations: the breaker sees one outcome after
 //!   all attempts.
 //! * **Backpressure mode** ([`CircuitBreakerLayer::backpressure`]) makes `poll_ready`
@@ -99,6 +100,8 @@
 //! * `aws`: [`aws`], a breaker around an AWS SDK for Rust client's HTTP connector, one
 //!   circuit per operation through a registry, classification that agrees with the SDK's
 //!   retry verdicts. The AWS SDK crates need Rust 1.94.1 or newer.
+//! * `retry`: `retry::NoRetryOnOpen`, a `tower::retry::Policy` wrapper that never
+//!   retries a [`CircuitOpen`].
 //! * `cognito`: `aws::cognito`, Cognito JWT verification with the JWKS fetch behind a
 //!   breaker, failing closed.
 //! * `fleet`: `fleet`, fleet-wide circuits: a circuit's trips, window counts and probe
@@ -145,6 +148,9 @@ mod layer;
 pub mod metrics;
 mod primitives;
 pub mod registry;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub mod retry;
 mod service;
 mod state;
 pub mod stats;
