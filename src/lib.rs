@@ -68,7 +68,7 @@
 //!   `timeout`'s job.
 //! * **Retry outside the breaker** counts every attempt: three failed attempts of one
 //!   operation are three failures, and a retry sent while the circuit is open is rejected
-//!   at once (do not retry [`CircuitOpen`](error::CircuitOpen); feature `retry`'s
+//!   at once (do not retry [`CircuitOpen`]; feature `retry`'s
 //!   `retry::NoRetryOnOpen` wraps a `tower::retry::Policy` so that it never does).
 //! * **Retry inside the breaker** counts operations: the breaker sees one outcome after
 //!   all attempts.
@@ -96,7 +96,7 @@
 //! * `serde`: `Serialize` for stats, (de)serialization of configuration, and registry
 //!   configuration documents in JSON and TOML ([`document`]).
 //! * `metrics`: per-circuit counters and a state gauge through the `metrics` facade
-//!   (names and labels in [`metrics`](crate::metrics)).
+//!   (names and labels in [`metrics`]).
 //! * `aws`: [`aws`], a breaker around an AWS SDK for Rust client's HTTP connector, one
 //!   circuit per operation through a registry, classification that agrees with the SDK's
 //!   retry verdicts. The AWS SDK crates need Rust 1.94.1 or newer.
@@ -170,5 +170,5 @@ pub use state::CircuitState;
 pub use stats::{CircuitBreakerStats, ManualOverride, TransitionEvent, TransitionReason};
 
 /// The boxed error of a [`CircuitBreaker`] without a fallback: the inner error, or a
-/// [`CircuitOpen`](error::CircuitOpen).
+/// [`CircuitOpen`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
