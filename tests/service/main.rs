@@ -348,7 +348,11 @@ async fn exactly_half_open_max_calls_probes_are_admitted_across_clones() {
         let err = now(fut.take().unwrap()).unwrap_err();
         let open = rejection(&err);
         assert_eq!(open.reason(), RejectReason::HalfOpenFull);
-        assert_eq!(open.retry_after(), None);
+        // The retry hint: the probe deadline, the probes having been admitted just now.
+        assert_eq!(
+            open.retry_after(),
+            Some(circuit.config().half_open_max_wait())
+        );
     }
 
     // Both probes succeed: the circuit closes.
