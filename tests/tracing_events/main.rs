@@ -85,4 +85,24 @@ async fn every_state_change_is_a_structured_tracing_event() {
     ] {
         assert!(line.contains(field), "{field} missing from {line}");
     }
+
+    // Rates are logged to 3 decimal places: 2 failures in 3 calls is 0.667, not
+    // 0.6666666666666666.
+    let rate = CircuitBreakerConfig::builder()
+        .failure_threshold(100)
+        .failure_rate_threshold(0.5)
+        .minimum_request_count(3)
+        .build()
+        .unwrap();
+    let _: Result<(), BoxError> = registry
+        .execute("rates", "op", || async { Ok(()) }, NoFallback, &rate)
+        .await;
+    fail(&registry, "rates", "op", &rate).await;
+    fail(&registry, "rates", "op", &rate).await;
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("circuit opened") && l.contains("service=rates"))
+        .expect("an open event");
+    assert!(line.contains("failure_rate=0.667 "), "{line}");
 }
