@@ -234,7 +234,8 @@ pub struct TransitionEvent {
     /// (as a registry makes them), its service; otherwise the circuit's name.
     pub service: Arc<str>,
     /// The operation label: for a circuit made by `for_operation`, its operation;
-    /// otherwise empty.
+    /// otherwise empty (its metrics, which must not carry an empty label value, say
+    /// `"-"`; see the `metrics` module).
     pub operation: Arc<str>,
     /// The state before.
     pub from: CircuitState,
