@@ -168,10 +168,7 @@ impl BreakerHttpClient {
     /// ```
     /// use tower_circuit_breaker::aws::BreakerHttpClient;
     /// # use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry};
-    /// # let inner = aws_smithy_http_client::test_util::infallible_client_fn(|_| {
-    /// #     http::Response::builder().status(200).body(aws_smithy_types::body::SdkBody::empty()).unwrap()
-    /// # });
-    /// let client = BreakerHttpClient::with_inner(inner, CircuitBreakerRegistry::new(), CircuitBreakerConfig::dynamodb())
+    /// let client = BreakerHttpClient::new(CircuitBreakerRegistry::new(), CircuitBreakerConfig::dynamodb())
     ///     .error_body_prefix(8 * 1024)
     ///     .unwrap();
     /// assert_eq!(client.error_body_prefix_limit(), 8 * 1024);
