@@ -123,6 +123,9 @@
 #[cfg(feature = "aws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub mod aws;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod body;
 mod circuit;
 pub mod classify;
 mod clock;
@@ -151,7 +154,7 @@ pub mod stats;
 mod time;
 mod window;
 
-pub use circuit::Circuit;
+pub use circuit::{Circuit, Permit};
 pub use config::CircuitBreakerConfig;
 pub use fallback::{Fallback, FallbackFn, NoFallback};
 pub use layer::CircuitBreakerLayer;
