@@ -165,7 +165,7 @@ pub(crate) mod error_codes;
 mod retry;
 mod tag;
 
-pub use classify::{classify_attempt, classify_connector_error};
+pub use classify::{SdkErrorClassifier, classify_attempt, classify_connector_error};
 pub use client::{
     BreakerHttpClient, DEFAULT_ERROR_BODY_PREFIX, MAX_ERROR_BODY_PREFIX, MIN_ERROR_BODY_PREFIX,
     UNTAGGED_KEY,
