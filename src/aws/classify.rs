@@ -129,12 +129,13 @@ pub fn classify_connector_error(error: &ConnectorError) -> Verdict {
 /// `Ok` is a success. An `SdkError` variant added later is a failure.
 ///
 /// ```
+/// use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 /// use aws_smithy_runtime_api::client::result::SdkError;
 /// use aws_smithy_types::error::ErrorMetadata;
 /// use tower_circuit_breaker::aws::SdkErrorClassifier;
 /// use tower_circuit_breaker::classify::{Classify, Verdict};
 ///
-/// let timeout: Result<(), SdkError<ErrorMetadata>> = Err(SdkError::timeout_error("slow"));
+/// let timeout: Result<(), SdkError<ErrorMetadata, HttpResponse>> = Err(SdkError::timeout_error("slow"));
 /// assert_eq!(SdkErrorClassifier::new().classify(&timeout), Verdict::Failure);
 /// ```
 #[derive(Clone, Copy, Debug)]
