@@ -172,7 +172,8 @@ pub use client::{
 };
 pub use error_codes::{THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES, error_code};
 pub use retry::{
-    CircuitOpenRetryClassifier, circuit_rejection, is_circuit_rejection, rejection_in,
+    CircuitOpenRetryClassifier, PreviousAttempt, RejectedAfterAttempt, circuit_rejection,
+    is_circuit_rejection, rejection_in,
 };
 pub use tag::{OperationTag, OperationTagInterceptor, service_key};
 

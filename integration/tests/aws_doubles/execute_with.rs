@@ -182,3 +182,51 @@ async fn execute_with_the_sdk_classifier_keeps_conditional_check_failures_closed
         CircuitState::Open
     );
 }
+
+#[tokio::test]
+async fn a_rejection_after_a_failed_attempt_keeps_that_attempts_error() {
+    use tower_circuit_breaker::aws::RejectedAfterAttempt;
+    let double = Double::new(dynamo_error(500, "InternalServerError"));
+    let registry = CircuitBreakerRegistry::new();
+    let attempts = Attempts::default();
+    let one_strike = CircuitBreakerConfig::dynamodb()
+        .to_builder()
+        .failure_threshold(1)
+        .minimum_request_count(0)
+        .build()
+        .unwrap();
+    let ddb = dynamodb(
+        &sdk_config("sa-east-1"),
+        &registry,
+        one_strike,
+        double.client(),
+        &attempts,
+    );
+    let err = put(&ddb).await.unwrap_err();
+    // The first attempt reached the wire, failed and opened the circuit; the retry was
+    // rejected.
+    assert_eq!((double.hits(), attempts.get()), (1, 2));
+    assert!(circuit_rejection(&err).is_some());
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut rejected = None;
+    while let Some(e) = source {
+        if let Some(r) = e.downcast_ref::<RejectedAfterAttempt>() {
+            rejected = Some(r);
+        }
+        source = e.source();
+    }
+    let previous = rejected
+        .expect("the rejection names the attempt before it")
+        .previous_attempt();
+    assert_eq!(previous.status(), Some(500));
+    assert_eq!(previous.code(), Some("InternalServerError"));
+    assert_eq!(
+        SdkErrorClassifier::new().classify(&Err::<(), _>(err)),
+        Verdict::Ignored
+    );
+
+    // A rejection with no failed attempt before it is a plain `CircuitOpen`.
+    let err = put(&ddb).await.unwrap_err();
+    assert!(circuit_rejection(&err).is_some());
+    assert_eq!(double.hits(), 1);
+}
