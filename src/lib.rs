@@ -126,6 +126,9 @@
 #[cfg(feature = "aws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "aws")))]
 pub mod aws;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod body;
 mod circuit;
 pub mod classify;
 mod clock;
@@ -158,7 +161,7 @@ pub mod stats;
 mod time;
 mod window;
 
-pub use circuit::Circuit;
+pub use circuit::{Circuit, Permit};
 pub use classify::Verdict;
 pub use config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder};
 pub use error::{CallError, CircuitOpen, RejectReason};

@@ -1,9 +1,12 @@
 //! What one HTTP attempt says about an AWS service: the pure classification functions.
 
 use super::error_codes::{THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES, code_of};
-use crate::classify::Verdict;
-use aws_smithy_runtime_api::client::result::ConnectorError;
+use super::retry::circuit_rejection;
+use crate::classify::{Classify, Verdict};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
 use aws_smithy_runtime_api::http::Headers;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// The verdict for one HTTP attempt that got a response: the table in the
 /// [module docs](crate::aws#classification).
@@ -77,7 +80,14 @@ fn classify(
         return Verdict::Success;
     }
     let code = code_of(headers, body, truncated);
-    let code = code.as_deref();
+    verdict_for(status, code.as_deref(), count_throttling)
+}
+
+/// The table of [`classify_attempt`], given the error code (without its namespace).
+fn verdict_for(status: u16, code: Option<&str>, count_throttling: bool) -> Verdict {
+    if status < 400 {
+        return Verdict::Success;
+    }
     let throttled = status == 429 || code.is_some_and(|c| THROTTLING_ERROR_CODES.contains(&c));
     if throttled {
         return if count_throttling {
@@ -100,6 +110,106 @@ pub fn classify_connector_error(error: &ConnectorError) -> Verdict {
         Verdict::Ignored
     } else {
         Verdict::Failure
+    }
+}
+
+/// A [`Classify`] for the `Result` of an AWS SDK operation (`send().await`), with the
+/// verdicts [`BreakerHttpClient`](super::BreakerHttpClient) gives each attempt: for
+/// [`CircuitBreakerRegistry::execute_with`](crate::CircuitBreakerRegistry::execute_with) or
+/// [`Circuit::call_with`](crate::Circuit::call_with), so a circuit around the whole
+/// operation counts what the per-attempt circuits count.
+///
+/// | `SdkError` | verdict |
+/// |---|---|
+/// | `ServiceError`, `ResponseError` | [`classify_attempt`] on the response's status and error code (the code from the parsed error's metadata, else from the headers and body): `ConditionalCheckFailedException`, `ValidationException`, 410 `GoneException`, other 4xx: success; throttling: failure when [`count_throttling`](Self::count_throttling) (the default, as for the client), success otherwise; 5xx and transient codes: failure |
+/// | `TimeoutError` | failure |
+/// | `DispatchFailure` | a circuit rejection ([`circuit_rejection`](super::circuit_rejection)): ignored, the rejecting circuit has counted what led to it; otherwise [`classify_connector_error`] (I/O, timeout, other transport errors: failure; a user error: ignored) |
+/// | `ConstructionFailure` | ignored: the request was never sent |
+///
+/// `Ok` is a success. An `SdkError` variant added later is a failure.
+///
+/// ```
+/// use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+/// use aws_smithy_runtime_api::client::result::SdkError;
+/// use aws_smithy_types::error::ErrorMetadata;
+/// use tower_circuit_breaker::aws::SdkErrorClassifier;
+/// use tower_circuit_breaker::classify::{Classify, Verdict};
+///
+/// let timeout: Result<(), SdkError<ErrorMetadata, HttpResponse>> = Err(SdkError::timeout_error("slow"));
+/// assert_eq!(SdkErrorClassifier::new().classify(&timeout), Verdict::Failure);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct SdkErrorClassifier {
+    count_throttling: bool,
+}
+
+impl Default for SdkErrorClassifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SdkErrorClassifier {
+    /// Throttling counts as a failure, as for [`BreakerHttpClient`](super::BreakerHttpClient).
+    pub const fn new() -> Self {
+        SdkErrorClassifier {
+            count_throttling: true,
+        }
+    }
+
+    /// Whether throttling counts as a failure; match the client's
+    /// [`count_throttling`](super::BreakerHttpClient::count_throttling).
+    pub const fn count_throttling(mut self, count: bool) -> Self {
+        self.count_throttling = count;
+        self
+    }
+
+    /// The verdict for one SDK error (see the table above).
+    pub fn classify_error<E: ProvideErrorMetadata>(
+        &self,
+        error: &SdkError<E, HttpResponse>,
+    ) -> Verdict {
+        match error {
+            SdkError::ServiceError(context) => {
+                let raw = context.raw();
+                match context.err().code() {
+                    Some(code) => {
+                        verdict_for(raw.status().as_u16(), Some(code), self.count_throttling)
+                    }
+                    None => self.response(raw),
+                }
+            }
+            SdkError::ResponseError(context) => self.response(context.raw()),
+            SdkError::TimeoutError(_) => Verdict::Failure,
+            SdkError::DispatchFailure(failure) => {
+                if circuit_rejection(error).is_some() {
+                    return Verdict::Ignored;
+                }
+                failure
+                    .as_connector_error()
+                    .map_or(Verdict::Failure, classify_connector_error)
+            }
+            SdkError::ConstructionFailure(_) => Verdict::Ignored,
+            _ => Verdict::Failure,
+        }
+    }
+
+    fn response(&self, raw: &HttpResponse) -> Verdict {
+        classify_attempt(
+            raw.status().as_u16(),
+            raw.headers(),
+            raw.body().bytes(),
+            self.count_throttling,
+        )
+    }
+}
+
+impl<T, E: ProvideErrorMetadata> Classify<T, SdkError<E, HttpResponse>> for SdkErrorClassifier {
+    fn classify(&self, result: &Result<T, SdkError<E, HttpResponse>>) -> Verdict {
+        match result {
+            Ok(_) => Verdict::Success,
+            Err(error) => self.classify_error(error),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::classify::{classify_attempt, classify_connector_error, classify_error_prefix};
 use super::tag::OperationTag;
+use super::{PreviousAttempt, RejectedAfterAttempt};
 use crate::circuit::Permit;
 use crate::classify::Verdict;
 use crate::{CircuitBreakerConfig, CircuitBreakerRegistry};
@@ -283,11 +284,13 @@ impl HttpConnector for BreakerConnector {
             Ok(permit) => permit,
             Err(open) => {
                 tracing::debug!(circuit = %open.circuit(), reason = open.reason().as_str(), "AWS attempt rejected by the circuit breaker");
-                // `other` with no error kind: the SDK's classifiers do not retry it.
-                return HttpConnectorFuture::ready(Err(ConnectorError::other(
-                    Box::new(open),
-                    None,
-                )));
+                // `other` with no error kind: the SDK's classifiers do not retry it. After a
+                // failed attempt of the same operation, that attempt's error goes with it.
+                let error: BoxError = match request.extension::<PreviousAttempt>() {
+                    Some(previous) => Box::new(RejectedAfterAttempt::new(open, previous.clone())),
+                    None => Box::new(open),
+                };
+                return HttpConnectorFuture::ready(Err(ConnectorError::other(error, None)));
             }
         };
         permit.start();

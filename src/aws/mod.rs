@@ -165,14 +165,15 @@ pub(crate) mod error_codes;
 mod retry;
 mod tag;
 
-pub use classify::{classify_attempt, classify_connector_error};
+pub use classify::{SdkErrorClassifier, classify_attempt, classify_connector_error};
 pub use client::{
     BreakerHttpClient, DEFAULT_ERROR_BODY_PREFIX, MAX_ERROR_BODY_PREFIX, MIN_ERROR_BODY_PREFIX,
     UNTAGGED_KEY,
 };
 pub use error_codes::{THROTTLING_ERROR_CODES, TRANSIENT_ERROR_CODES, error_code};
 pub use retry::{
-    CircuitOpenRetryClassifier, circuit_rejection, is_circuit_rejection, rejection_in,
+    CircuitOpenRetryClassifier, PreviousAttempt, RejectedAfterAttempt, circuit_rejection,
+    is_circuit_rejection, rejection_in,
 };
 pub use tag::{OperationTag, OperationTagInterceptor, service_key};
 

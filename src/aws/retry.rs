@@ -96,7 +96,105 @@ pub fn rejection_in<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a CircuitOpe
         if let Some(open) = e.downcast_ref::<CircuitOpen>() {
             return Some(open);
         }
+        if let Some(rejected) = e.downcast_ref::<RejectedAfterAttempt>() {
+            return Some(&rejected.open);
+        }
         cur = e.source();
     }
     None
+}
+
+/// The error of an operation's failed attempt, kept for the attempt after it (see
+/// [`RejectedAfterAttempt`]).
+#[derive(Clone, Debug)]
+pub struct PreviousAttempt(std::sync::Arc<PreviousInner>);
+
+#[derive(Debug)]
+struct PreviousInner {
+    status: Option<u16>,
+    code: Option<String>,
+    message: String,
+}
+
+impl PreviousAttempt {
+    pub(crate) fn new(
+        status: Option<u16>,
+        code: Option<std::borrow::Cow<'_, str>>,
+        message: String,
+    ) -> Self {
+        PreviousAttempt(std::sync::Arc::new(PreviousInner {
+            status,
+            code: code.map(std::borrow::Cow::into_owned),
+            message,
+        }))
+    }
+
+    /// The HTTP status of the attempt's response; `None` when none came (a connection
+    /// error, a timeout).
+    pub fn status(&self) -> Option<u16> {
+        self.0.status
+    }
+
+    /// The AWS error code of the response (as [`error_code`](super::error_code) reads it).
+    pub fn code(&self) -> Option<&str> {
+        self.0.code.as_deref()
+    }
+}
+
+impl std::fmt::Display for PreviousAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.0.status, &self.0.code) {
+            (Some(status), Some(code)) => write!(f, "HTTP {status} {code}: {}", self.0.message),
+            (Some(status), None) => write!(f, "HTTP {status}: {}", self.0.message),
+            _ => f.write_str(&self.0.message),
+        }
+    }
+}
+
+impl Error for PreviousAttempt {}
+
+/// A rejection that followed an attempt of the same operation that reached the wire and
+/// failed: the [`CircuitOpen`] and that attempt's error, its
+/// [`source`](Error::source). [`circuit_rejection`] and [`rejection_in`] find the
+/// `CircuitOpen` in it as in a plain rejection.
+///
+/// (The SDK retries a failed attempt; when that failure opened the circuit, the retry is
+/// rejected and the operation's `SdkError` is the rejection: this keeps the failure that
+/// caused it reachable.)
+#[derive(Debug)]
+pub struct RejectedAfterAttempt {
+    open: CircuitOpen,
+    previous: PreviousAttempt,
+}
+
+impl RejectedAfterAttempt {
+    pub(crate) fn new(open: CircuitOpen, previous: PreviousAttempt) -> Self {
+        RejectedAfterAttempt { open, previous }
+    }
+
+    /// The rejection.
+    pub fn circuit_open(&self) -> &CircuitOpen {
+        &self.open
+    }
+
+    /// The failed attempt before it.
+    pub fn previous_attempt(&self) -> &PreviousAttempt {
+        &self.previous
+    }
+}
+
+impl std::fmt::Display for RejectedAfterAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (after a failed attempt: {})",
+            self.open, self.previous
+        )
+    }
+}
+
+impl Error for RejectedAfterAttempt {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.previous)
+    }
 }

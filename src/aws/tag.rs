@@ -2,11 +2,13 @@
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextMut, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -103,6 +105,36 @@ impl Intercept for OperationTagInterceptor {
             let tag = OperationTag::new(service_key(md.service()), md.name(), attempt);
             context.request_mut().add_extension(tag);
         }
+        if let Some(previous) = cfg.load::<super::PreviousAttempt>() {
+            let previous = previous.clone();
+            context.request_mut().add_extension(previous);
+        }
         Ok(())
     }
+
+    /// Keeps a failed attempt's error for the next attempt of the operation: if the circuit
+    /// rejects that one, the rejection carries it (see
+    /// [`RejectedAfterAttempt`](super::RejectedAfterAttempt)).
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Err(error)) = context.output_or_error() {
+            if super::rejection_in(error).is_none() {
+                let status = context.response().map(|r| r.status().as_u16());
+                let code = context
+                    .response()
+                    .and_then(|r| super::error_code(r.headers(), r.body().bytes()));
+                let previous = super::PreviousAttempt::new(status, code, error.to_string());
+                cfg.interceptor_state().store_put(previous);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Storable for super::PreviousAttempt {
+    type Storer = StoreReplace<Self>;
 }

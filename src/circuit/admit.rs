@@ -52,23 +52,39 @@ impl Rejection {
     }
 }
 
-/// The right to make one call, and the duty to report how it went.
+/// The right to make one call, and the duty to report how it went: what
+/// [`Circuit::try_acquire`] returns, for work that is not one future (a streamed body, a
+/// callback API, a call split across tasks).
 ///
-/// Taken by [`Permit::acquire`], or made from a [`Circuit::admit`] ticket. [`start`](Self::start) when the
-/// call begins and [`complete`](Self::complete) when it ends. Dropped without `complete`:
-/// a started call follows the dropped-call policy; an unstarted one only gives back its
-/// probe slot.
+/// Report the outcome with [`record`](Self::record), [`success`](Self::success) or
+/// [`failure`](Self::failure); the call is timed from the acquisition (for
+/// [`expected_response_time`](crate::CircuitBreakerConfig::expected_response_time)). A permit dropped
+/// unrecorded follows the dropped-call policy
+/// ([`dropped_call_is_failure`](crate::CircuitBreakerConfig::dropped_call_is_failure)): a
+/// failure when it is set, ignored otherwise (a half-open probe then gives back its slot).
 ///
-/// `H` is how the permit reaches its circuit: a borrowed `&Circuit` where the call cannot
-/// outlive it ([`Circuit::call`]), an owned handle where it can (a tower response future).
-/// Borrowing costs nothing; an owned handle costs a reference-count increment and
-/// decrement, which the tower service keeps on a cache line of its own (see
-/// `service::Handle`).
-pub(crate) struct Permit<H: Borrow<Circuit> = Circuit> {
+/// ```
+/// use tower_circuit_breaker::{Circuit, CircuitBreakerConfig};
+///
+/// let circuit = Circuit::new(CircuitBreakerConfig::default());
+/// let permit = circuit.try_acquire().expect("a new circuit is closed");
+/// // ... the work, in as many steps as it takes ...
+/// permit.success();
+/// assert_eq!(circuit.stats().success_count, 1);
+/// ```
+///
+/// The type parameter is how the permit reaches its circuit and can be left out: the
+/// permits [`try_acquire`](Circuit::try_acquire) grants are `Permit` (`Permit<Circuit>`),
+/// owning a handle to the circuit, so they are `Send + 'static` and can move into a task
+/// or a response body. (Inside the crate, [`Circuit::call`] borrows its circuit instead,
+/// which costs nothing, and the tower service keeps its handle on a cache line of its
+/// own.)
+pub struct Permit<H: Borrow<Circuit> = Circuit> {
     circuit: H,
     kind: Kind,
     generation: u64,
-    /// `ns + 1` when started, 0 before.
+    /// `ns + 1` when started, 0 before. An unstarted permit dropped only gives back its
+    /// probe slot.
     start: u64,
 }
 
@@ -105,6 +121,31 @@ impl<H: Borrow<Circuit>> Permit<H> {
     #[inline]
     pub(crate) fn start(&mut self) {
         self.start = self.circuit.borrow().now_ns() + 1;
+    }
+
+    /// Records how the call went: [`Verdict::Success`], [`Verdict::Failure`],
+    /// [`Verdict::Ignored`] (counted as neither) or [`Verdict::OpenFor`] (opens the circuit
+    /// for that long).
+    #[inline]
+    pub fn record(self, verdict: Verdict) {
+        self.complete(verdict);
+    }
+
+    /// Records a success: `record(Verdict::Success)`.
+    #[inline]
+    pub fn success(self) {
+        self.complete(Verdict::Success);
+    }
+
+    /// Records a failure: `record(Verdict::Failure)`.
+    #[inline]
+    pub fn failure(self) {
+        self.complete(Verdict::Failure);
+    }
+
+    /// The circuit the permit was granted by.
+    pub fn circuit(&self) -> &Circuit {
+        self.circuit.borrow()
     }
 
     /// Reports the verdict of the call (reads the clock once).

@@ -26,7 +26,8 @@ mod observer;
 mod record;
 mod transition;
 
-pub(crate) use admit::{Permit, Rejection, Ticket};
+pub use admit::Permit;
+pub(crate) use admit::{Rejection, Ticket};
 #[cfg_attr(not(feature = "fleet"), allow(unused_imports))]
 pub(crate) use adopt::CircuitParts;
 pub(crate) use observer::{AdmissionGate, CircuitObserver};
@@ -468,6 +469,24 @@ impl Circuit {
         F: Future<Output = Result<T, E>>,
     {
         self.call_with(&ErrorsAsFailures, operation).await
+    }
+
+    /// Asks for the right to make one call, without running it: a [`Permit`] to record
+    /// the outcome with, or the rejection. The call is timed from now; the permit dropped
+    /// unrecorded follows the dropped-call policy (see [`Permit`]). A rejection counts as
+    /// one, as with [`call`](Self::call).
+    ///
+    /// [`call`](Self::call) runs on the same permits; use this where the work is not one
+    /// future, e.g. a response body whose end decides the outcome (with feature `http`,
+    /// [`RecordBody`](crate::body::RecordBody)).
+    ///
+    /// # Errors
+    ///
+    /// [`CircuitOpen`](crate::error::CircuitOpen) when the circuit rejects the call.
+    pub fn try_acquire(&self) -> Result<Permit, crate::error::CircuitOpen> {
+        let mut permit = Permit::acquire(self.clone())?;
+        permit.start();
+        Ok(permit)
     }
 
     /// Like [`call`](Self::call), with a classifier deciding what counts as a failure.

@@ -1980,3 +1980,7 @@ mod panicking_recorder {
         succeed_n(&c, 1).await;
     }
 }
+
+// ===== the permit API =====
+
+mod permit;

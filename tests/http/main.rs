@@ -376,3 +376,7 @@ async fn huge_uncapped_retry_after_does_not_wrap_to_a_short_break() {
     let err = svc.oneshot((200, None)).await.unwrap_err();
     assert!(rejection(&err).retry_after().unwrap() > secs(365 * 24 * 3600));
 }
+
+// ===== RecordBody: the outcome at end of stream =====
+
+mod body;

@@ -831,3 +831,7 @@ async fn every_thread_sees_inserts_and_evictions() {
     assert_eq!(look(&registry), [0; 8]);
     assert_eq!(registry.len(), 0);
 }
+
+// ===== execute_with: a classifier for the operation's Result =====
+
+mod execute_with;

@@ -1236,3 +1236,7 @@ fn classify_attempt_table() {
         Verdict::Ignored
     );
 }
+
+// ===== the registry's execute_with and the SDK-error classifier =====
+
+mod execute_with;
