@@ -153,7 +153,10 @@ mod window;
 
 pub use circuit::Circuit;
 pub use config::CircuitBreakerConfig;
-pub use fallback::{Fallback, FallbackFn, NoFallback};
+pub use fallback::{
+    Fallback, FallbackCauseFn, FallbackFn, FallbackOnFailureToo, FallbackWithCause, NoFallback,
+    TypedErrors,
+};
 pub use layer::CircuitBreakerLayer;
 pub use registry::CircuitBreakerRegistry;
 pub use service::CircuitBreaker;
