@@ -31,6 +31,17 @@ where
     tokio::spawn(fut)
 }
 
+/// `tokio::spawn(async move { svc.oneshot(req).await })` as an axum handler's body would
+/// be: an `async` block awaiting the stack, where rustc's higher-ranked `Send` inference
+/// runs on the concrete types (a generic function would hide them behind its bounds).
+macro_rules! spawn_call {
+    ($svc:expr, $req:expr) => {{
+        let svc = $svc;
+        let req = $req;
+        spawn_checked(async move { svc.oneshot(req).await })
+    }};
+}
+
 fn config() -> CircuitBreakerConfig {
     CircuitBreakerConfig::builder()
         .failure_threshold(2)
@@ -41,9 +52,8 @@ fn config() -> CircuitBreakerConfig {
 }
 
 /// The crate docs' stack in the default `BoxError` mode: breaker over `.timeout()` over a
-/// `service_fn` returning `BoxError`. rustc cannot prove its future `Send` inside
-/// `tokio::spawn` ("implementation of `From` is not general enough"); `.boxed_clone()`
-/// (or `.boxed()`) erases the types and it spawns. See the crate docs, "Troubleshooting".
+/// `service_fn` returning `BoxError`, spawned with `.boxed_clone()`, the way out the
+/// crate docs' "Troubleshooting" gives when rustc cannot prove a stack's future `Send`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crate_docs_stack_spawns_once_boxed() {
     let breaker = CircuitBreakerLayer::new(config());
@@ -51,12 +61,14 @@ async fn crate_docs_stack_spawns_once_boxed() {
     let svc = ServiceBuilder::new()
         .layer(breaker)
         .timeout(Duration::from_millis(800))
-        .service_fn(|item: &'static str| async move { Ok::<_, BoxError>(item.len()) })
+        .service_fn(|item: String| async move { Ok::<_, BoxError>(item.len()) })
         .boxed_clone();
-    let ok = spawn_checked(svc.clone().oneshot("spawned")).await.unwrap();
+    let ok = spawn_call!(svc.clone(), "spawned".to_string())
+        .await
+        .unwrap();
     assert_eq!(ok.unwrap(), 7);
     circuit.force_open();
-    let err = spawn_checked(svc.oneshot("spawned"))
+    let err = spawn_call!(svc, "spawned".to_string())
         .await
         .unwrap()
         .unwrap_err();
@@ -74,15 +86,9 @@ async fn readme_stack_over_concrete_error_spawns() {
         .layer(breaker)
         .timeout(Duration::from_millis(800))
         .service(inner);
-    assert_eq!(
-        spawn_checked(svc.clone().oneshot(21))
-            .await
-            .unwrap()
-            .unwrap(),
-        42
-    );
+    assert_eq!(spawn_call!(svc.clone(), 21).await.unwrap().unwrap(), 42);
     circuit.force_open();
-    let err = spawn_checked(svc.oneshot(21)).await.unwrap().unwrap_err();
+    let err = spawn_call!(svc, 21).await.unwrap().unwrap_err();
     assert!(err.is::<CircuitOpen>());
 }
 
@@ -93,7 +99,7 @@ async fn typed_mode_over_box_error_service_fn_spawns() {
     let circuit = breaker.circuit().clone();
     let svc = ServiceBuilder::new()
         .layer(breaker)
-        .service_fn(|req: &'static str| async move {
+        .service_fn(|req: String| async move {
             if req == "fail" {
                 Err::<usize, BoxError>("inner failed".into())
             } else {
@@ -101,24 +107,29 @@ async fn typed_mode_over_box_error_service_fn_spawns() {
             }
         });
     assert_eq!(
-        spawn_checked(svc.clone().oneshot("ok"))
+        spawn_call!(svc.clone(), "ok".to_string())
             .await
             .unwrap()
             .unwrap(),
         2
     );
-    match spawn_checked(svc.clone().oneshot("fail")).await.unwrap() {
+    match spawn_call!(svc.clone(), "fail".to_string()).await.unwrap() {
         Err(CircuitBreakerError::Inner(e)) => assert_eq!(e.to_string(), "inner failed"),
         other => panic!("{other:?}"),
     }
     circuit.force_open();
-    let err = spawn_checked(svc.oneshot("ok")).await.unwrap().unwrap_err();
+    let err = spawn_call!(svc, "ok".to_string())
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.rejection().unwrap().reason(), RejectReason::ForcedOpen);
     assert!(err.into_box_error().is::<CircuitOpen>());
 }
 
-/// Typed mode over tower's `Timeout` over a `service_fn` returning `BoxError` (the same
-/// stack as the crate docs', which needs `.boxed_clone()` in `BoxError` mode).
+/// Typed mode over tower's `Timeout` over a `service_fn` with a concrete error: the
+/// error is `CircuitBreakerError<BoxError>` (`Timeout`'s). Over a `service_fn` returning
+/// `BoxError` this stack does not spawn inside an `async` block: `Timeout`'s own
+/// `Into<BoxError>` bound trips rustc ("implementation of `From` is not general enough").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_mode_over_tower_timeout_spawns() {
     let breaker = CircuitBreakerLayer::new(config()).typed_errors();
@@ -126,16 +137,16 @@ async fn typed_mode_over_tower_timeout_spawns() {
     let svc = ServiceBuilder::new()
         .layer(breaker)
         .timeout(Duration::from_millis(800))
-        .service_fn(|item: &'static str| async move { Ok::<_, BoxError>(item.len()) });
+        .service_fn(|item: String| async move { Ok::<_, std::io::Error>(item.len()) });
     assert_eq!(
-        spawn_checked(svc.clone().oneshot("spawned"))
+        spawn_call!(svc.clone(), "spawned".to_string())
             .await
             .unwrap()
             .unwrap(),
         7
     );
     circuit.force_open();
-    let err = spawn_checked(svc.oneshot("spawned"))
+    let err = spawn_call!(svc, "spawned".to_string())
         .await
         .unwrap()
         .unwrap_err();
@@ -157,7 +168,7 @@ async fn typed_mode_over_hyper_util_client_spawns() {
     let req = http::Request::get("http://127.0.0.1:9/")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let err = spawn_checked(svc.oneshot(req)).await.unwrap().unwrap_err();
+    let err = spawn_call!(svc, req).await.unwrap().unwrap_err();
     let source = std::error::Error::source(&err).unwrap();
     assert!(source.is::<CircuitOpen>());
 }
@@ -177,22 +188,23 @@ async fn box_error_mode_over_hyper_util_client_spawns() {
     let req = http::Request::get("http://127.0.0.1:9/")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let err = spawn_checked(svc.oneshot(req)).await.unwrap().unwrap_err();
+    let err = spawn_call!(svc, req).await.unwrap().unwrap_err();
     assert!(err.is::<CircuitOpen>());
 }
 
-/// A fallback over a `BoxError` service keeps the inner error type (`BoxError`), with no
-/// `Into<BoxError>` bound: it spawns.
+/// A fallback over a `BoxError` service: inside an `async` block rustc reports "one type
+/// is more general than the other"; `.boxed_clone()` makes it spawn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_over_box_error_service_spawns() {
     let breaker = CircuitBreakerLayer::new(config())
-        .fallback_fn(|req: &'static str| async move { Ok::<_, BoxError>(req.len() + 100) });
+        .fallback_fn(|req: String| async move { Ok::<_, BoxError>(req.len() + 100) });
     breaker.circuit().force_open();
     let svc = ServiceBuilder::new()
         .layer(breaker)
-        .service_fn(|req: &'static str| async move { Ok::<_, BoxError>(req.len()) });
+        .service_fn(|req: String| async move { Ok::<_, BoxError>(req.len()) })
+        .boxed_clone();
     assert_eq!(
-        spawn_checked(svc.oneshot("abc")).await.unwrap().unwrap(),
+        spawn_call!(svc, "abc".to_string()).await.unwrap().unwrap(),
         103
     );
 }
@@ -287,6 +299,6 @@ async fn fallback_with_cause_service_spawns() {
     let svc = ServiceBuilder::new()
         .layer(breaker)
         .service_fn(|req: u32| async move { Ok::<_, Infallible>(req.to_string()) });
-    let out = spawn_checked(svc.oneshot(3)).await.unwrap().unwrap();
+    let out = spawn_call!(svc, 3).await.unwrap().unwrap();
     assert_eq!(out, "3: forced_open");
 }
