@@ -161,7 +161,7 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
 ///
 /// Unlike the default [`BoxError`](crate::BoxError) mode, the service puts no bound on the
 /// inner error type, so a stack over any error type can be moved into `tokio::spawn` or an
-/// axum handler (see the crate docs, "Troubleshooting").
+/// axum handler (see the [crate docs](crate#troubleshooting)).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CircuitBreakerError<E> {

@@ -164,7 +164,7 @@ impl<C, F> CircuitBreakerLayer<C, F> {
     /// [`CircuitBreakerError<S::Error>`](crate::error::CircuitBreakerError), `Rejected` or
     /// `Inner`, instead of [`BoxError`](crate::BoxError), and the inner error type needs no
     /// `Into<BoxError>` bound. A stack over any inner error type can then be moved into
-    /// `tokio::spawn` or an axum handler (see the crate docs, "Troubleshooting").
+    /// `tokio::spawn` or an axum handler (see the [crate docs](crate#troubleshooting)).
     ///
     /// This replaces a fallback set before it (and a fallback set after it replaces this
     /// mode): a fallback already keeps the inner error type.
