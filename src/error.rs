@@ -174,6 +174,96 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
     }
 }
 
+/// The error of a [`CircuitBreaker`](crate::CircuitBreaker) in typed-error mode
+/// ([`CircuitBreakerLayer::typed_errors`](crate::CircuitBreakerLayer::typed_errors)): a
+/// rejection, or the inner service's own error, untouched and unboxed.
+///
+/// Unlike the default [`BoxError`](crate::BoxError) mode, the service puts no bound on the
+/// inner error type, so a stack over any error type can be moved into `tokio::spawn` or an
+/// axum handler (see the [crate docs](crate#troubleshooting)).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CircuitBreakerError<E> {
+    /// The circuit rejected the call; the inner service was not called.
+    Rejected(CircuitOpen),
+    /// The inner service failed (in `poll_ready` or in its response future).
+    Inner(E),
+}
+
+impl<E> CircuitBreakerError<E> {
+    /// The rejection, if this is one.
+    pub fn rejection(&self) -> Option<&CircuitOpen> {
+        match self {
+            CircuitBreakerError::Rejected(r) => Some(r),
+            CircuitBreakerError::Inner(_) => None,
+        }
+    }
+
+    /// Whether the circuit rejected the call.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, CircuitBreakerError::Rejected(_))
+    }
+
+    /// The inner service's error, if it ran and failed.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            CircuitBreakerError::Rejected(_) => None,
+            CircuitBreakerError::Inner(e) => Some(e),
+        }
+    }
+
+    /// The error as the default mode would have returned it: a boxed [`CircuitOpen`] or
+    /// the inner error, boxed.
+    ///
+    /// `CircuitBreakerError<BoxError>` is not itself an [`Error`](std::error::Error)
+    /// (`Box<dyn Error>` is not one); this is the way to a `?`-able error there.
+    pub fn into_box_error(self) -> crate::BoxError
+    where
+        E: Into<crate::BoxError>,
+    {
+        match self {
+            CircuitBreakerError::Rejected(r) => Box::new(r),
+            CircuitBreakerError::Inner(e) => e.into(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for CircuitBreakerError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CircuitBreakerError::Rejected(r) => r.fmt(f),
+            CircuitBreakerError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+/// `source` is the [`CircuitOpen`] or the inner error, so a report walking the chain
+/// names both the breaker's verdict and the inner cause.
+impl<E: std::error::Error + 'static> std::error::Error for CircuitBreakerError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CircuitBreakerError::Rejected(r) => Some(r),
+            CircuitBreakerError::Inner(e) => Some(e),
+        }
+    }
+}
+
+/// Why a fallback ran: given to the fallback of
+/// [`CircuitBreakerRegistry::execute`](crate::CircuitBreakerRegistry::execute) and to a
+/// tower fallback set with
+/// [`CircuitBreakerLayer::fallback_with_cause`](crate::CircuitBreakerLayer::fallback_with_cause).
+#[derive(Debug)]
+pub enum FallbackCause<E> {
+    /// The circuit rejected the call; the operation did not run. The [`CircuitOpen`]
+    /// says when to come back ([`CircuitOpen::retry_after`]), e.g. for a `Retry-After`
+    /// header.
+    Rejected(CircuitOpen),
+    /// The operation ran and failed (only with `on_failure_too`:
+    /// [`registry::on_failure_too`](crate::registry::on_failure_too) or
+    /// [`CircuitBreakerLayer::on_failure_too`](crate::CircuitBreakerLayer::on_failure_too)).
+    Failed(E),
+}
+
 /// A circuit's name as a rejection carries it.
 ///
 /// Every rejection clones the name into its [`CircuitOpen`]. One shared `Arc<str>` would

@@ -12,12 +12,13 @@
 use crate::BoxError;
 use crate::circuit::Permit;
 use crate::classify::Classify;
-use crate::error::CircuitOpen;
+use crate::error::{CircuitBreakerError, CircuitOpen, FallbackCause};
 use crate::service::Handle;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use tower_service::Service;
 
 pin_project! {
     /// An admitted call: the inner future, and the permit that reports its verdict.
@@ -162,5 +163,146 @@ where
 impl<F, C, G> std::fmt::Debug for FallbackFuture<F, C, G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FallbackFuture").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Response future of [`CircuitBreaker`](crate::CircuitBreaker) in typed-error mode
+    /// ([`CircuitBreakerLayer::typed_errors`](crate::CircuitBreakerLayer::typed_errors)).
+    pub struct TypedFuture<F, C> {
+        #[pin]
+        state: ResponseState<F, C>,
+    }
+}
+
+impl<F, C> TypedFuture<F, C> {
+    pub(crate) fn called(fut: F, permit: Permit<Handle>, classifier: C) -> Self {
+        TypedFuture {
+            state: ResponseState::Called {
+                fut: Tracked {
+                    fut,
+                    tracker: Some((permit, classifier)),
+                },
+            },
+        }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        TypedFuture {
+            state: ResponseState::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C, T, E> Future for TypedFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, CircuitBreakerError<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            ResponseStateProj::Called { fut } => fut.poll(cx).map_err(CircuitBreakerError::Inner),
+            ResponseStateProj::Rejected { error } => {
+                let error = error.take().expect("polled after completion");
+                Poll::Ready(Err(CircuitBreakerError::Rejected(error)))
+            }
+        }
+    }
+}
+
+impl<F, C> std::fmt::Debug for TypedFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedFuture").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Response future of [`CircuitBreaker`](crate::CircuitBreaker) with a fallback that
+    /// also answers failures
+    /// ([`CircuitBreakerLayer::on_failure_too`](crate::CircuitBreakerLayer::on_failure_too)).
+    pub struct OnFailureFuture<F, C, G: Service<(R, FallbackCause<E>)>, R, E> {
+        #[pin]
+        state: OnFailureState<F, C, G, R, E>,
+    }
+}
+
+pin_project! {
+    #[project = OnFailureStateProj]
+    enum OnFailureState<F, C, G: Service<(R, FallbackCause<E>)>, R, E> {
+        Called { #[pin] fut: Tracked<F, C>, retry: Option<(R, G)> },
+        Ready { fallback: G, call: Option<(R, FallbackCause<E>)> },
+        Fallback { #[pin] fut: G::Future },
+    }
+}
+
+impl<F, C, G: Service<(R, FallbackCause<E>)>, R, E> OnFailureFuture<F, C, G, R, E> {
+    pub(crate) fn called(
+        fut: F,
+        permit: Permit<Handle>,
+        classifier: C,
+        req: R,
+        fallback: G,
+    ) -> Self {
+        OnFailureFuture {
+            state: OnFailureState::Called {
+                fut: Tracked {
+                    fut,
+                    tracker: Some((permit, classifier)),
+                },
+                retry: Some((req, fallback)),
+            },
+        }
+    }
+
+    pub(crate) fn fallback(fut: G::Future) -> Self {
+        OnFailureFuture {
+            state: OnFailureState::Fallback { fut },
+        }
+    }
+}
+
+impl<F, C, G, R, T, E> Future for OnFailureFuture<F, C, G, R, E>
+where
+    F: Future<Output = Result<T, E>>,
+    G: Service<(R, FallbackCause<E>), Response = T, Error = E>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                OnFailureStateProj::Called { fut, retry } => match ready!(fut.poll(cx)) {
+                    Ok(v) => return Poll::Ready(Ok(v)),
+                    Err(e) => {
+                        let (req, fallback) = retry.take().expect("polled after completion");
+                        OnFailureState::Ready {
+                            fallback,
+                            call: Some((req, FallbackCause::Failed(e))),
+                        }
+                    }
+                },
+                OnFailureStateProj::Ready { fallback, call } => {
+                    ready!(fallback.poll_ready(cx))?;
+                    let call = call.take().expect("polled after completion");
+                    OnFailureState::Fallback {
+                        fut: fallback.call(call),
+                    }
+                }
+                OnFailureStateProj::Fallback { fut } => return fut.poll(cx),
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+impl<F, C, G: Service<(R, FallbackCause<E>)>, R, E> std::fmt::Debug
+    for OnFailureFuture<F, C, G, R, E>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnFailureFuture").finish_non_exhaustive()
     }
 }

@@ -1,6 +1,9 @@
 use crate::circuit::Circuit;
 use crate::classify::ErrorsAsFailures;
-use crate::fallback::{Fallback, FallbackFn, NoFallback};
+use crate::fallback::{
+    Fallback, FallbackCauseFn, FallbackFn, FallbackOnFailureToo, FallbackWithCause, NoFallback,
+    TypedErrors,
+};
 use crate::{CircuitBreaker, CircuitBreakerConfig};
 use std::sync::Arc;
 use tower_layer::Layer;
@@ -124,6 +127,91 @@ impl<C, F> CircuitBreakerLayer<C, F> {
         self.fallback(FallbackFn(f))
     }
 
+    /// Answer rejected requests with `fallback`, a [`Service`](tower_service::Service) that
+    /// receives `(request, cause)`: the [`FallbackCause`](crate::error::FallbackCause) says
+    /// why (for a rejection, the [`CircuitOpen`](crate::error::CircuitOpen) with its
+    /// [`retry_after`](crate::error::CircuitOpen::retry_after)). Add
+    /// [`on_failure_too`](CircuitBreakerLayer::on_failure_too) to have it answer failed
+    /// calls as well. Like [`fallback`](Self::fallback), the wrapped service keeps the inner
+    /// error type.
+    pub fn fallback_with_cause<G>(
+        self,
+        fallback: G,
+    ) -> CircuitBreakerLayer<C, FallbackWithCause<G>> {
+        CircuitBreakerLayer {
+            circuit: self.circuit,
+            classifier: self.classifier,
+            fallback: FallbackWithCause(fallback),
+            backpressure: self.backpressure,
+        }
+    }
+
+    /// Answer rejected requests with an async function of the request and the
+    /// [`FallbackCause`](crate::error::FallbackCause), e.g. a 503 with `Retry-After`:
+    ///
+    /// ```
+    /// use tower::{Service, ServiceExt, service_fn};
+    /// use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, error::FallbackCause};
+    /// use tower_layer::Layer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = CircuitBreakerLayer::new(CircuitBreakerConfig::default())
+    ///     .fallback_fn_with_cause(|_req: String, cause: FallbackCause<std::io::Error>| async move {
+    ///         match cause {
+    ///             FallbackCause::Rejected(open) => Ok(format!("503, retry after {:?}", open.retry_after())),
+    ///             FallbackCause::Failed(e) => Err(e),
+    ///         }
+    ///     });
+    /// layer.circuit().force_open();
+    /// let mut svc = layer.layer(service_fn(|req: String| async move { Ok(req) }));
+    /// let out = svc.ready().await.unwrap().call("profile".to_string()).await.unwrap();
+    /// assert_eq!(out, "503, retry after None"); // forced open: no known end
+    /// # }
+    /// ```
+    pub fn fallback_fn_with_cause<G>(
+        self,
+        f: G,
+    ) -> CircuitBreakerLayer<C, FallbackWithCause<FallbackCauseFn<G>>> {
+        self.fallback_with_cause(FallbackCauseFn(f))
+    }
+
+    /// Typed-error mode: the wrapped service's error is
+    /// [`CircuitBreakerError<S::Error>`](crate::error::CircuitBreakerError), `Rejected` or
+    /// `Inner`, instead of [`BoxError`](crate::BoxError), and the inner error type needs no
+    /// `Into<BoxError>` bound. A stack over any inner error type can then be moved into
+    /// `tokio::spawn` or an axum handler (see the [crate docs](crate#troubleshooting)).
+    ///
+    /// This replaces a fallback set before it (and a fallback set after it replaces this
+    /// mode): a fallback already keeps the inner error type.
+    ///
+    /// ```
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_circuit_breaker::{BoxError, CircuitBreakerConfig, CircuitBreakerLayer, error::CircuitBreakerError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::default()).typed_errors();
+    /// breaker.circuit().force_open();
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(breaker)
+    ///     .service_fn(|req: u32| async move { Ok::<_, BoxError>(req) });
+    /// let task = tokio::spawn(svc.oneshot(7));
+    /// match task.await.unwrap() {
+    ///     Err(CircuitBreakerError::Rejected(open)) => assert!(open.retry_after().is_none()),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn typed_errors(self) -> CircuitBreakerLayer<C, TypedErrors> {
+        CircuitBreakerLayer {
+            circuit: self.circuit,
+            classifier: self.classifier,
+            fallback: TypedErrors,
+            backpressure: self.backpressure,
+        }
+    }
+
     /// Backpressure mode: `poll_ready` is `Pending` while the circuit would reject, instead
     /// of failing the call. Suits balancers that route around a service that is not
     /// ready; put `load_shed()` above it if callers must not wait.
@@ -140,6 +228,31 @@ impl<C, F> CircuitBreakerLayer<C, F> {
     pub fn backpressure(mut self) -> Self {
         self.backpressure = true;
         self
+    }
+}
+
+impl<C, G> CircuitBreakerLayer<C, FallbackWithCause<G>> {
+    /// Run the fallback also when the inner service's response future fails (returns
+    /// `Err`), with [`FallbackCause::Failed`]; like
+    /// [`registry::on_failure_too`](crate::registry::on_failure_too).
+    ///
+    /// "Fails" means `Err`, as for the registry: an `Ok` response that the classifier
+    /// counts as a failure (a 503 under `HttpStatusAsFailures`) is returned as it is. The
+    /// failure is recorded by the circuit before the fallback runs.
+    ///
+    /// The request must be `Clone` (each admitted call keeps a copy for the fallback) and
+    /// so must the fallback (each admitted call keeps a clone to call on failure, after
+    /// polling its readiness). A fallback that fails returns its own error. An error of
+    /// the inner service's `poll_ready` is returned as it is (no request exists yet).
+    ///
+    /// [`FallbackCause::Failed`]: crate::error::FallbackCause::Failed
+    pub fn on_failure_too(self) -> CircuitBreakerLayer<C, FallbackOnFailureToo<G>> {
+        CircuitBreakerLayer {
+            circuit: self.circuit,
+            classifier: self.classifier,
+            fallback: FallbackOnFailureToo(self.fallback.0),
+            backpressure: self.backpressure,
+        }
     }
 }
 

@@ -89,6 +89,16 @@
 //! circuit made while tokio's clock is paused (`start_paused`) follows tokio's clock
 //! exactly; pause the clock *before* building a circuit whose timing a test depends on.
 //!
+//! # Troubleshooting
+//!
+//! A stack awaited inside `tokio::spawn` or an axum handler that fails to compile with
+//! "implementation of `From` is not general enough" or "one type is more general than the
+//! other" trips rustc's higher-ranked `Send` inference on an `Into<BoxError>` bound over an
+//! inner `BoxError`. Use the typed-error mode
+//! ([`CircuitBreakerLayer::typed_errors`], error
+//! [`CircuitBreakerError`](error::CircuitBreakerError)), give the inner service a concrete
+//! error type, or end the stack with `.boxed_clone()`. More in `docs/semantics.md`.
+//!
 //! # Feature flags
 //!
 //! * `http`: [`classify::HttpStatusAsFailures`] (5xx, 408, 429 are failures; optional
@@ -165,7 +175,10 @@ pub use circuit::{Circuit, Permit};
 pub use classify::Verdict;
 pub use config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder};
 pub use error::{CallError, CircuitOpen, RejectReason};
-pub use fallback::{Fallback, FallbackFn, NoFallback};
+pub use fallback::{
+    Fallback, FallbackCauseFn, FallbackFn, FallbackOnFailureToo, FallbackWithCause, NoFallback,
+    TypedErrors,
+};
 pub use layer::CircuitBreakerLayer;
 pub use registry::{CircuitBreakerRegistry, FallbackCause, RegistryConfig};
 pub use service::CircuitBreaker;

@@ -247,6 +247,8 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
 
 use std::future::Future as _;
 
+mod modes;
+
 /// Backpressure mode: how often a waiter looks again when the circuit's own deadline has
 /// passed but admission still refuses (feature `fleet`: the fleet's probe lease is held
 /// by another instance, and lease changes do not wake waiters).

@@ -4,14 +4,7 @@
 use crate::error::CircuitOpen;
 use std::future::Future;
 
-/// Why [`CircuitBreakerRegistry::execute`](super::CircuitBreakerRegistry::execute) ran the fallback.
-#[derive(Debug)]
-pub enum FallbackCause<E> {
-    /// The circuit rejected the call; the operation did not run.
-    Rejected(CircuitOpen),
-    /// The operation ran and failed (only with [`on_failure_too`]).
-    Failed(E),
-}
+pub use crate::error::FallbackCause;
 
 /// What [`CircuitBreakerRegistry::execute`](super::CircuitBreakerRegistry::execute) does instead of the operation.
 ///

@@ -1,0 +1,132 @@
+//! The service in its other error modes: typed errors, and fallbacks told the cause.
+
+use super::{CircuitBreaker, Decision};
+use crate::classify::Classify;
+use crate::error::{CircuitBreakerError, FallbackCause};
+use crate::fallback::{FallbackOnFailureToo, FallbackWithCause, TypedErrors};
+use crate::future::{FallbackFuture, OnFailureFuture, TypedFuture};
+use std::task::{Context, Poll, ready};
+use tower_service::Service;
+
+// ===== impl CircuitBreaker (typed errors) =====
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C, TypedErrors>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = CircuitBreakerError<S::Error>;
+    type Future = TypedFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        ready!(self.poll_decision(cx));
+        match self.decision {
+            Decision::Admitted(_) => match ready!(self.inner.poll_ready(cx)) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(e) => {
+                    self.decision = Decision::Undecided;
+                    Poll::Ready(Err(CircuitBreakerError::Inner(e)))
+                }
+            },
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.take_decision() {
+            Decision::Admitted(mut permit) => {
+                permit.start();
+                TypedFuture::called(self.inner.call(req), permit, self.classifier.clone())
+            }
+            Decision::Rejected(open) => TypedFuture::rejected(open),
+            Decision::Undecided => unreachable!(),
+        }
+    }
+}
+
+// ===== impl CircuitBreaker (fallback with cause) =====
+
+impl<S, C, G, Req> Service<Req> for CircuitBreaker<S, C, FallbackWithCause<G>>
+where
+    S: Service<Req>,
+    G: Service<(Req, FallbackCause<S::Error>), Response = S::Response, Error = S::Error>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = FallbackFuture<S::Future, C, G::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        ready!(self.poll_decision(cx));
+        let ready = match self.decision {
+            Decision::Admitted(_) => ready!(self.inner.poll_ready(cx)),
+            _ => ready!(self.fallback.0.poll_ready(cx)),
+        };
+        if ready.is_err() {
+            self.decision = Decision::Undecided;
+        }
+        Poll::Ready(ready)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.take_decision() {
+            Decision::Admitted(mut permit) => {
+                permit.start();
+                FallbackFuture::called(self.inner.call(req), permit, self.classifier.clone())
+            }
+            Decision::Rejected(open) => {
+                FallbackFuture::fallback(self.fallback.0.call((req, FallbackCause::Rejected(open))))
+            }
+            Decision::Undecided => unreachable!(),
+        }
+    }
+}
+
+// ===== impl CircuitBreaker (fallback on failure too) =====
+
+impl<S, C, G, Req> Service<Req> for CircuitBreaker<S, C, FallbackOnFailureToo<G>>
+where
+    S: Service<Req>,
+    Req: Clone,
+    G: Service<(Req, FallbackCause<S::Error>), Response = S::Response, Error = S::Error> + Clone,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = OnFailureFuture<S::Future, C, G, Req, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        ready!(self.poll_decision(cx));
+        let ready = match self.decision {
+            Decision::Admitted(_) => ready!(self.inner.poll_ready(cx)),
+            _ => ready!(self.fallback.0.poll_ready(cx)),
+        };
+        if ready.is_err() {
+            self.decision = Decision::Undecided;
+        }
+        Poll::Ready(ready)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.take_decision() {
+            Decision::Admitted(mut permit) => {
+                permit.start();
+                let copy = req.clone();
+                OnFailureFuture::called(
+                    self.inner.call(req),
+                    permit,
+                    self.classifier.clone(),
+                    copy,
+                    self.fallback.0.clone(),
+                )
+            }
+            Decision::Rejected(open) => OnFailureFuture::fallback(
+                self.fallback.0.call((req, FallbackCause::Rejected(open))),
+            ),
+            Decision::Undecided => unreachable!(),
+        }
+    }
+}
