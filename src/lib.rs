@@ -149,10 +149,11 @@ mod state;
 pub mod stats;
 #[cfg(feature = "serde")]
 mod time;
+mod count_window;
 mod window;
 
 pub use circuit::Circuit;
-pub use config::CircuitBreakerConfig;
+pub use config::{CircuitBreakerConfig, SlidingWindow};
 pub use fallback::{Fallback, FallbackFn, NoFallback};
 pub use layer::CircuitBreakerLayer;
 pub use registry::CircuitBreakerRegistry;
