@@ -39,7 +39,7 @@
 //! Cache behaviour: unlike the time window, the cursor and the sums are shared by every
 //! thread (a count is global by nature), so calls on many cores contend on one line.
 
-use crate::primitives::{AtomicU64, AtomicU8, Ordering};
+use crate::primitives::{AtomicU8, AtomicU64, Ordering};
 use crate::window::{Counts, Outcome};
 
 /// The largest count window.
@@ -216,7 +216,12 @@ mod tests {
         let (win, life) = w.snapshot();
         // Calls 6..=9: 6 and 8 failed, 9 slow success.
         assert_eq!(
-            (win.calls, win.failures, win.slow_successes, win.slow_failures),
+            (
+                win.calls,
+                win.failures,
+                win.slow_successes,
+                win.slow_failures
+            ),
             (4, 2, 1, 0)
         );
         assert_eq!((life.calls, life.failures, life.slow_successes), (10, 5, 1));

@@ -127,6 +127,7 @@ mod circuit;
 pub mod classify;
 mod clock;
 pub mod config;
+mod count_window;
 mod default_observer;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
@@ -149,7 +150,6 @@ mod state;
 pub mod stats;
 #[cfg(feature = "serde")]
 mod time;
-mod count_window;
 mod window;
 
 pub use circuit::Circuit;

@@ -2,7 +2,8 @@
 
 use super::events::guarded;
 use super::{
-    Circuit, FLAG_COUNT, FLAG_DROPPED_IS_FAILURE, FLAG_METRICS_ONLY, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Shared,
+    Circuit, FLAG_COUNT, FLAG_DROPPED_IS_FAILURE, FLAG_METRICS_ONLY, FLAG_RATES,
+    FLAG_SLOW_IS_FAILURE, Shared,
 };
 use crate::CircuitState;
 use crate::config::{CircuitBreakerConfig, ConfigError};

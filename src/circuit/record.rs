@@ -7,9 +7,7 @@
 //! shadow, late, dropped), is in [`Circuit::complete_out_of_window`] and below it.
 
 use super::admit::Kind;
-use super::{
-    Circuit, FLAG_COUNT, FLAG_DROPPED_IS_FAILURE, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Word,
-};
+use super::{Circuit, FLAG_COUNT, FLAG_DROPPED_IS_FAILURE, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Word};
 use crate::CircuitState;
 use crate::classify::Verdict;
 use crate::primitives::Ordering;
