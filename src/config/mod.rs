@@ -14,6 +14,10 @@
 //! | `expectedResponseTime` (ms) | [`expected_response_time`](CircuitBreakerConfigBuilder::expected_response_time) | a call slower than this is slow |
 //! | `monitoringWindow` (ms) | [`monitoring_window`](CircuitBreakerConfigBuilder::monitoring_window) | length of the sliding window |
 //! | `minimumRequestCount` | [`minimum_request_count`](CircuitBreakerConfigBuilder::minimum_request_count) | calls in the window before the circuit may open |
+//!
+//! Beyond the seed: [`sliding_window`](CircuitBreakerConfigBuilder::sliding_window)
+//! counts the last `n` calls instead of the last `monitoring_window` (see
+//! [`SlidingWindow`]).
 
 use std::fmt;
 use std::time::Duration;
