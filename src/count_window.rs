@@ -235,6 +235,22 @@ mod tests {
         assert_eq!((life.calls, life.failures, life.slow_failures), (11, 6, 1));
     }
 
+    /// The largest ring, wrapped two and a half times: still exact.
+    #[test]
+    fn a_million_call_ring_stays_exact_after_wrapping() {
+        let w = CountWindow::new(MAX_CALLS);
+        for i in 0..2_500_000u32 {
+            w.record(o(i % 4 == 0, i % 10 == 0));
+        }
+        let (win, life) = w.snapshot();
+        // The last 1 000 000 calls: i in 1 500 000..2 500 000.
+        assert_eq!((win.calls, win.failures), (1_000_000, 250_000));
+        assert_eq!(win.slow_failures, 50_000, "i % 20 == 0");
+        assert_eq!(win.slow_successes, 50_000, "i % 10 == 0 but not i % 20 == 0");
+        assert_eq!((life.calls, life.failures), (2_500_000, 625_000));
+        assert_eq!(life.slow(), 250_000);
+    }
+
     #[test]
     fn signed_digits_read_transient_negatives_as_zero() {
         // One call in, its failure's removal applied before its addition: failures −1.
