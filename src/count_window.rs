@@ -246,7 +246,10 @@ mod tests {
         // The last 1 000 000 calls: i in 1 500 000..2 500 000.
         assert_eq!((win.calls, win.failures), (1_000_000, 250_000));
         assert_eq!(win.slow_failures, 50_000, "i % 20 == 0");
-        assert_eq!(win.slow_successes, 50_000, "i % 10 == 0 but not i % 20 == 0");
+        assert_eq!(
+            win.slow_successes, 50_000,
+            "i % 10 == 0 but not i % 20 == 0"
+        );
         assert_eq!((life.calls, life.failures), (2_500_000, 625_000));
         assert_eq!(life.slow(), 250_000);
     }
