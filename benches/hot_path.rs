@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::sync::Barrier;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow};
 use tower_circuit_breaker_benches::{Echo, drive, run};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -106,9 +106,27 @@ fn single_threaded(c: &mut Criterion) {
     g.bench_function("closed_with_rate_criteria", |b| {
         b.iter_custom(|n| run(&mut closed_rates, n))
     });
+    // Issue 13, item 4: the count window, small and at its largest (the ring wraps
+    // every 1 000 000 calls; the cost per call must not depend on it).
+    for n in [100, 1_000_000] {
+        let mut counted = layered(count_window(n), false);
+        g.bench_function(format!("closed_count_window_{n}"), |b| {
+            b.iter_custom(|iters| run(&mut counted, iters))
+        });
+    }
     let mut open = layered(CircuitBreakerConfig::dynamodb(), true);
     g.bench_function("open_rejection", |b| b.iter_custom(|n| run(&mut open, n)));
     g.finish();
+}
+
+/// The DynamoDB preset over the last `n` calls, with a 50 % failure-rate criterion.
+fn count_window(n: u32) -> CircuitBreakerConfig {
+    CircuitBreakerConfig::dynamodb()
+        .to_builder()
+        .sliding_window(SlidingWindow::Count(n))
+        .failure_rate_threshold(0.5)
+        .build()
+        .unwrap()
 }
 
 fn multi_threaded(c: &mut Criterion) {
@@ -118,6 +136,10 @@ fn multi_threaded(c: &mut Criterion) {
     let closed = layered(CircuitBreakerConfig::dynamodb(), false);
     g.bench_function("closed_dynamodb_preset", |b| {
         b.iter_custom(|n| run2(&closed, n))
+    });
+    let counted = layered(count_window(100), false);
+    g.bench_function("closed_count_window_100", |b| {
+        b.iter_custom(|n| run2(&counted, n))
     });
     let open = layered(CircuitBreakerConfig::dynamodb(), true);
     g.bench_function("open_rejection", |b| b.iter_custom(|n| run2(&open, n)));

@@ -143,6 +143,7 @@ mod circuit;
 pub mod classify;
 mod clock;
 pub mod config;
+mod count_window;
 mod default_observer;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
@@ -173,7 +174,7 @@ mod window;
 
 pub use circuit::{Circuit, Permit};
 pub use classify::Verdict;
-pub use config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder};
+pub use config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder, SlidingWindow};
 pub use error::{CallError, CircuitOpen, RejectReason};
 pub use fallback::{
     Fallback, FallbackCauseFn, FallbackFn, FallbackOnFailureToo, FallbackWithCause, NoFallback,

@@ -8,11 +8,11 @@
 //! atomics cannot be constructed in a `static`.
 
 #[cfg(not(tcb_loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(not(tcb_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(tcb_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(tcb_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};

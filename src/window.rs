@@ -180,8 +180,10 @@ pub(crate) struct Window {
     /// Per stripe, its lines, allocated on the stripe's first write.
     lines: Box<[OnceLock<Box<[Line]>>]>,
     // ----- the rest is read or written off the per-call path -----
-    buckets: usize,
-    lines_per_stripe: usize,
+    /// `u32`s (at most 1 000 buckets), so the circuit around the window has room for its
+    /// count window's pointer within its five lines.
+    buckets: u32,
+    lines_per_stripe: u32,
     /// Counts moved out of reused or cleared buckets, and out of a stripe's `OUTSIDE`
     /// cells when a half nears 2^31. Locked by `rotate`, `clear` and `snapshot` (to read
     /// the lifetime consistently with those moves), and by `retire_outside` once per 2^31
@@ -212,8 +214,8 @@ impl Window {
         let cells = STRIPE_EXTRA + buckets * CELLS_PER_BUCKET;
         let lines_per_stripe = cells.div_ceil(LINE);
         let window = Window {
-            buckets,
-            lines_per_stripe,
+            buckets: buckets as u32,
+            lines_per_stripe: lines_per_stripe as u32,
             stripe_mask: stripes - 1,
             epochs: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
             cursor: AtomicU64::new(NO_CURSOR),
@@ -240,7 +242,7 @@ impl Window {
     }
 
     pub(crate) fn buckets(&self) -> usize {
-        self.buckets
+        self.buckets as usize
     }
 
     /// A cell of a stripe to write to, allocating the stripe's lines on first use.
@@ -309,7 +311,7 @@ impl Window {
     fn spill_cell(&self, slot: usize, cell: &AtomicU64, slow: bool) {
         let mut spill = self.spill.lock().unwrap_or_else(|e| e.into_inner());
         if spill.is_empty() {
-            *spill = vec![Counts::default(); self.buckets].into_boxed_slice();
+            *spill = vec![Counts::default(); self.buckets as usize].into_boxed_slice();
         }
         // Whatever the cell holds now belongs to the bucket the slot holds now: a
         // rotation takes the cell and then this slot's spill under this lock.
@@ -332,7 +334,7 @@ impl Window {
     #[cold]
     fn locate(&self, now_ns: u64, width_ns: u64) -> (u64, usize) {
         let idx = now_ns / width_ns;
-        let slot = (idx % self.buckets as u64) as usize;
+        let slot = (idx % u64::from(self.buckets)) as usize;
         let packed = idx << SLOT_BITS | slot as u64;
         // Forward only: a late outcome of an older bucket must not move it back.
         let _ = self
@@ -391,9 +393,9 @@ impl Window {
     /// Counts of the buckets inside the window at `now_ns`.
     pub(crate) fn counts(&self, now_ns: u64, width_ns: u64) -> Counts {
         let cur = now_ns / width_ns;
-        let oldest = (cur + 1).saturating_sub(self.buckets as u64);
+        let oldest = (cur + 1).saturating_sub(u64::from(self.buckets));
         let mut c = Counts::default();
-        for slot in 0..self.buckets {
+        for slot in 0..self.buckets as usize {
             let e = self.epochs[slot].load(Ordering::Acquire);
             if e > oldest && e <= cur + 1 {
                 c.add(self.slot_counts(slot));
@@ -407,7 +409,7 @@ impl Window {
         let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         let window = self.counts(now_ns, width_ns);
         let mut lifetime = *retired;
-        for slot in 0..self.buckets {
+        for slot in 0..self.buckets as usize {
             lifetime.add(self.slot_counts(slot));
         }
         // Under the `retired` lock: a cell moving into it is not counted twice.
@@ -421,7 +423,7 @@ impl Window {
     pub(crate) fn clear(&self) {
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         self.cursor.store(NO_CURSOR, Ordering::Release);
-        for slot in 0..self.buckets {
+        for slot in 0..self.buckets as usize {
             retired.add(self.take_slot(slot));
             self.epochs[slot].store(0, Ordering::Release);
         }

@@ -497,3 +497,49 @@ fn shadow_outcomes_race_a_stats_read() {
         assert_eq!(after.rejected_count, 2, "shadow calls count as rejections");
     });
 }
+
+/// Issue 13, item 4: two outcomes race for the only slot of a one-call count window (the
+/// eviction race: each swap takes what the other put in, or the empty slot). Whatever the
+/// order, nothing is lost: the ring holds one call, the lifetime both, and emptying the
+/// ring (a reset swaps every slot out) leaves the running sums at exactly zero; a lost or
+/// doubled delta would stay in them. Shadow mode keeps both calls admitted when the
+/// failure trips the circuit first.
+#[test]
+fn two_outcomes_race_for_the_slot_of_a_count_window() {
+    model("two outcomes race for the slot of a count window", || {
+        let c = Circuit::named(
+            "loom",
+            config(1, 1)
+                .to_builder()
+                .sliding_window(tower_circuit_breaker::SlidingWindow::Count(1))
+                .metrics_only(true)
+                .build()
+                .unwrap(),
+        );
+        let handles: Vec<_> = [true, false]
+            .into_iter()
+            .map(|ok| {
+                let c = c.clone();
+                thread::spawn(move || {
+                    fate(ready(
+                        c.call(async move { if ok { Ok(()) } else { Err(()) } }),
+                    ))
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let s = c.stats();
+        assert_eq!((s.total_requests, s.failure_count), (2, 1), "{s:?}");
+        assert_eq!(s.window.requests, 1, "{s:?}");
+        assert!(s.window.failures <= 1, "{s:?}");
+        c.reset();
+        let s = c.stats();
+        assert_eq!((s.window.requests, s.window.failures), (0, 0), "{s:?}");
+        assert!(ready(c.call(async { Ok::<(), ()>(()) })).is_ok());
+        let s = c.stats();
+        assert_eq!((s.window.requests, s.window.failures), (1, 0), "{s:?}");
+        assert_eq!((s.total_requests, s.failure_count), (3, 1), "{s:?}");
+    });
+}

@@ -2,7 +2,8 @@
 
 use super::events::guarded;
 use super::{
-    Circuit, FLAG_DROPPED_IS_FAILURE, FLAG_METRICS_ONLY, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Shared,
+    Circuit, FLAG_COUNT, FLAG_DROPPED_IS_FAILURE, FLAG_METRICS_ONLY, FLAG_RATES,
+    FLAG_SLOW_IS_FAILURE, Shared,
 };
 use crate::CircuitState;
 use crate::config::{CircuitBreakerConfig, ConfigError};
@@ -50,8 +51,10 @@ impl Circuit {
     ///
     /// # Errors
     ///
-    /// `window_buckets` is fixed when the circuit is created; a different value is refused
-    /// and nothing changes.
+    /// `window_buckets` and the [`sliding_window`](CircuitBreakerConfig::sliding_window)
+    /// (its kind and, for a count window, its size) are fixed when the circuit is created;
+    /// a different value is refused and nothing changes. With a count window,
+    /// `monitoring_window` is unused and changing it keeps the window.
     pub fn reconfigure(&self, config: CircuitBreakerConfig) -> Result<(), ConfigError> {
         if config.window_buckets as usize != self.shared.window.buckets() {
             return Err(ConfigError::new(
@@ -59,11 +62,17 @@ impl Circuit {
                 "cannot change on a live circuit",
             ));
         }
+        if config.sliding_window != self.lock().config.sliding_window {
+            return Err(ConfigError::new(
+                "sliding_window",
+                "cannot change on a live circuit",
+            ));
+        }
         let mut locked = self.lock();
         let old_width = locked.config.bucket_width_ns();
         self.shared.store_tunables(&config);
         self.shared.hot.clock.configure(config.clock_span_ns());
-        if config.bucket_width_ns() != old_width {
+        if config.bucket_width_ns() != old_width && self.shared.count.is_none() {
             self.shared.window.clear();
         }
         let half_open_max = config.half_open_max_calls;
@@ -82,6 +91,14 @@ impl Circuit {
 }
 
 impl Shared {
+    /// Empties the window the trip rule counts over; its counts stay in the lifetime.
+    pub(super) fn clear_window(&self) {
+        self.window.clear();
+        if let Some(count) = &self.count {
+            count.clear();
+        }
+    }
+
     /// Copies what the hot paths read of `c` into the hot line.
     pub(super) fn store_tunables(&self, c: &CircuitBreakerConfig) {
         let hot = &self.hot;
@@ -112,7 +129,8 @@ impl Shared {
             | (c.dropped_call_is_failure as u32 * FLAG_DROPPED_IS_FAILURE)
             | (c.metrics_only as u32 * FLAG_METRICS_ONLY)
             | ((c.failure_rate_threshold.is_some() || c.slow_call_rate_threshold.is_some()) as u32
-                * FLAG_RATES);
+                * FLAG_RATES)
+            | (self.count.is_some() as u32 * FLAG_COUNT);
         hot.flags.store(flags, Ordering::Release);
     }
 }

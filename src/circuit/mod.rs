@@ -35,7 +35,8 @@ pub(crate) use observer::{AdmissionGate, CircuitObserver};
 use crate::CircuitState;
 use crate::classify::{Classify, ErrorsAsFailures};
 use crate::clock::Clock;
-use crate::config::CircuitBreakerConfig;
+use crate::config::{CircuitBreakerConfig, SlidingWindow};
+use crate::count_window::CountWindow;
 use crate::error::{CallError, Name};
 use crate::primitives::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::state::{Mode, Word};
@@ -129,6 +130,8 @@ const FLAG_SLOW_IS_FAILURE: u32 = 1;
 const FLAG_DROPPED_IS_FAILURE: u32 = 2;
 const FLAG_METRICS_ONLY: u32 = 4;
 const FLAG_RATES: u32 = 8;
+/// The trip rule counts over `Shared::count`, not the time window. Fixed at creation.
+const FLAG_COUNT: u32 = 16;
 
 /// Fields written by outcomes. Not aligned: [`Shared`]'s layout keeps them off the lines
 /// the Closed path reads.
@@ -161,6 +164,11 @@ struct Shared {
     /// (see [`CircuitObserver`]). `None`: one untaken branch per call.
     observer: Option<Box<dyn CircuitObserver>>,
     window: Window,
+    /// The count window, when the config chose one ([`SlidingWindow::Count`]; then
+    /// `FLAG_COUNT` is set): the trip rule and the stats' window read it instead of
+    /// `window`'s buckets, which stay empty (`window` still keeps the out-of-window
+    /// outcomes and the rejected and ignored counts).
+    count: Option<Box<CountWindow>>,
     /// Consulted only when a break is over, before the circuit goes HalfOpen; installed
     /// by an edge that attaches later (see [`AdmissionGate`]). Empty: nothing allocated.
     gate: OnceLock<Box<dyn AdmissionGate>>,
@@ -246,6 +254,10 @@ impl Circuit {
         let clock = Clock::new(config.clock_span_ns());
         let origin_wall = SystemTime::now();
         let window = Window::new(config.window_buckets as usize);
+        let count = match config.sliding_window {
+            SlidingWindow::Count(n) => Some(Box::new(CountWindow::new(n))),
+            _ => None,
+        };
         let seed = origin_wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -274,6 +286,7 @@ impl Circuit {
                 .map(|_| OnceLock::new())
                 .collect(),
             window,
+            count,
             name,
             operation_at,
             origin_wall,
@@ -383,10 +396,15 @@ impl Circuit {
         let now = self.now_ns_checked();
         let hot = &self.shared.hot;
         let w = self.word();
-        let (window, life) = self
+        let (mut window, mut life) = self
             .shared
             .window
             .snapshot(now, locked.config.bucket_width_ns());
+        if let Some(count) = &self.shared.count {
+            let (w, l) = count.snapshot();
+            window = w;
+            life.add(l);
+        }
         let (rejected, ignored) = self.shared.window.rejected_ignored();
         let slow_is_failure = locked.config.slow_call_is_failure;
         let trip_failures = window.trip_failures(slow_is_failure);

@@ -7,7 +7,7 @@
 //! shadow, late, dropped), is in [`Circuit::complete_out_of_window`] and below it.
 
 use super::admit::Kind;
-use super::{Circuit, FLAG_DROPPED_IS_FAILURE, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Word};
+use super::{Circuit, FLAG_COUNT, FLAG_DROPPED_IS_FAILURE, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Word};
 use crate::CircuitState;
 use crate::classify::Verdict;
 use crate::primitives::Ordering;
@@ -39,7 +39,11 @@ impl Circuit {
         let width = hot.width_ns.load(Ordering::Relaxed);
         // The window first, then the run: whoever's failure completes the run sees, through
         // the run counter, every outcome recorded before it (found by the loom model).
-        self.shared.window.record(now, width, outcome);
+        if flags & FLAG_COUNT == 0 {
+            self.shared.window.record(now, width, outcome);
+        } else {
+            self.record_counted(outcome);
+        }
         let run = self.count_run(trip_failure);
         if let Verdict::OpenFor(d) = verdict {
             self.open(generation, TransitionReason::RetryAfter, Some(d));
@@ -47,6 +51,14 @@ impl Circuit {
             || flags & FLAG_RATES != 0
         {
             self.evaluate(generation, now, width, run, flags);
+        }
+    }
+
+    /// Records in the count window (see [`crate::count_window`]).
+    #[inline(never)]
+    fn record_counted(&self, outcome: Outcome) {
+        if let Some(count) = &self.shared.count {
+            count.record(outcome);
         }
     }
 
@@ -101,7 +113,10 @@ impl Circuit {
     #[inline(never)]
     fn evaluate(&self, generation: u64, now: u64, width: u64, run: u64, flags: u32) {
         let hot = &self.shared.hot;
-        let counts = self.shared.window.counts(now, width);
+        let counts = match &self.shared.count {
+            Some(count) if flags & FLAG_COUNT != 0 => count.counts(),
+            _ => self.shared.window.counts(now, width),
+        };
         if counts.calls < hot.minimum_requests.load(Ordering::Relaxed) || counts.calls == 0 {
             return;
         }

@@ -80,7 +80,7 @@ impl Circuit {
                     // Closing (probes passed, a reset, an adopted close) starts a normal Closed
                     // generation; nothing records into the window of the one being left, so
                     // the new one starts empty. (Disabling keeps the window for the stats.)
-                    self.shared.window.clear();
+                    self.shared.clear_window();
                     self.shared.written.consecutive.store(0, Ordering::Relaxed);
                 }
                 let mut new = cur.next(state, mode);

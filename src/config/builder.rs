@@ -1,6 +1,6 @@
 //! The validating builder of [`CircuitBreakerConfig`].
 
-use super::{Backoff, CircuitBreakerConfig, ConfigError};
+use super::{Backoff, CircuitBreakerConfig, ConfigError, SlidingWindow};
 use std::time::Duration;
 
 /// Builds a [`CircuitBreakerConfig`]; [`build`](Self::build) validates it.
@@ -60,6 +60,25 @@ impl CircuitBreakerConfigBuilder {
     /// admitted after it; a deadline already running is never shortened.
     pub fn half_open_max_wait(mut self, wait: Duration) -> Self {
         self.config.half_open_max_wait = Some(wait);
+        self
+    }
+
+    /// What the trip rule counts over: [`SlidingWindow::Time`] (the default) or
+    /// [`SlidingWindow::Count`], the last `n` calls (`1..=1 000 000`, at least
+    /// `minimum_request_count` and `failure_threshold`).
+    ///
+    /// ```
+    /// use tower_circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
+    ///
+    /// let config = CircuitBreakerConfig::builder()
+    ///     .sliding_window(SlidingWindow::Count(100))
+    ///     .failure_rate_threshold(0.5)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.sliding_window(), SlidingWindow::Count(100));
+    /// ```
+    pub fn sliding_window(mut self, window: SlidingWindow) -> Self {
+        self.config.sliding_window = window;
         self
     }
 

@@ -14,6 +14,10 @@
 //! | `expectedResponseTime` (ms) | [`expected_response_time`](CircuitBreakerConfigBuilder::expected_response_time) | a call slower than this is slow |
 //! | `monitoringWindow` (ms) | [`monitoring_window`](CircuitBreakerConfigBuilder::monitoring_window) | length of the sliding window |
 //! | `minimumRequestCount` | [`minimum_request_count`](CircuitBreakerConfigBuilder::minimum_request_count) | calls in the window before the circuit may open |
+//!
+//! Beyond the seed: [`sliding_window`](CircuitBreakerConfigBuilder::sliding_window)
+//! counts the last `n` calls instead of the last `monitoring_window` (see
+//! [`SlidingWindow`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -63,6 +67,7 @@ pub struct CircuitBreakerConfig {
     /// `None`: derived (see [`CircuitBreakerConfig::half_open_max_wait`]).
     pub(crate) half_open_max_wait: Option<Duration>,
     pub(crate) window_buckets: u32,
+    pub(crate) sliding_window: SlidingWindow,
     pub(crate) failure_rate_threshold: Option<f64>,
     pub(crate) slow_call_rate_threshold: Option<f64>,
     pub(crate) slow_call_is_failure: bool,
@@ -87,6 +92,7 @@ impl fmt::Debug for CircuitBreakerConfig {
                 &self.half_open_max_wait.is_some(),
             )
             .field("window_buckets", &self.window_buckets)
+            .field("sliding_window", &self.sliding_window)
             .field("failure_rate_threshold", &self.failure_rate_threshold)
             .field("slow_call_rate_threshold", &self.slow_call_rate_threshold)
             .field("slow_call_is_failure", &self.slow_call_is_failure)
@@ -95,6 +101,42 @@ impl fmt::Debug for CircuitBreakerConfig {
             .field("backoff", &self.backoff)
             .finish()
     }
+}
+
+/// What the trip rule counts over, chosen with
+/// [`CircuitBreakerConfigBuilder::sliding_window`].
+///
+/// * [`Time`](Self::Time) (the default): the calls of the last `monitoring_window`, cut
+///   into `window_buckets` buckets. How many calls that is depends on the load: at
+///   10 000 calls a minute, a 50 % rate criterion needs thousands of failures to trip
+///   after a healthy spell.
+/// * [`Count(n)`](Self::Count): the last `n` calls, whatever their age
+///   (Resilience4j's `COUNT_BASED`): after any number of successes, a 50 % rate trips a
+///   `Count(100)` window after exactly 50 failures. `monitoring_window` and
+///   `window_buckets` are then unused (still validated). `n` is in `1..=1 000 000`, and
+///   `minimum_request_count` and `failure_threshold` may not exceed it (the window could
+///   never hold enough calls to trip). An outcome costs O(1) atomic operations and no
+///   allocation, whatever `n` and however many calls went before; the ring takes one
+///   byte per call, allocated when the circuit is made.
+///
+/// Both count the same way: consecutive failures, failure rate, slow-call rate, minimum
+/// requests and the stats' `window` counts all read the chosen window. Transitions to
+/// Closed empty either kind. The kind and `n` are fixed when a circuit is made:
+/// [`reconfigure`](crate::Circuit::reconfigure) refuses a different one, like a different
+/// `window_buckets`.
+///
+/// With feature `serde` it reads and writes as `"time"` or `{ count = 100 }` under the
+/// key `sliding_window`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum SlidingWindow {
+    /// The last `monitoring_window`, in `window_buckets` buckets.
+    #[default]
+    Time,
+    /// The last `n` calls.
+    Count(u32),
 }
 
 /// A break duration that grows each time the circuit opens again without having closed.
@@ -191,6 +233,7 @@ impl CircuitBreakerConfig {
             half_open_max_calls: 1,
             half_open_max_wait: None,
             window_buckets: 10,
+            sliding_window: SlidingWindow::Time,
             failure_rate_threshold: None,
             slow_call_rate_threshold: None,
             slow_call_is_failure: true,
@@ -282,6 +325,11 @@ impl CircuitBreakerConfig {
     pub fn window_buckets(&self) -> u32 {
         self.window_buckets
     }
+    /// What the trip rule counts over: the time window (the default) or the last `n`
+    /// calls. See [`SlidingWindow`].
+    pub fn sliding_window(&self) -> SlidingWindow {
+        self.sliding_window
+    }
     /// Optional failure-rate criterion.
     pub fn failure_rate_threshold(&self) -> Option<f64> {
         self.failure_rate_threshold
@@ -371,6 +419,14 @@ impl CircuitBreakerConfig {
                 "must be between 1 and 1000",
             ));
         }
+        if let SlidingWindow::Count(n) = self.sliding_window {
+            if n == 0 || n > crate::count_window::MAX_CALLS {
+                return Err(ConfigError::new(
+                    "sliding_window",
+                    "must count between 1 and 1000000 calls",
+                ));
+            }
+        }
         rate("failure_rate_threshold", self.failure_rate_threshold)?;
         rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
         if let Some(b) = self.backoff {
@@ -402,6 +458,20 @@ impl CircuitBreakerConfig {
                 "window_buckets",
                 "must leave buckets of at least 1 ms of `monitoring_window`",
             ));
+        }
+        if let SlidingWindow::Count(n) = self.sliding_window {
+            if self.minimum_request_count > n {
+                return Err(ConfigError::new(
+                    "minimum_request_count",
+                    "must be at most the calls of a count `sliding_window`",
+                ));
+            }
+            if self.failure_threshold > n {
+                return Err(ConfigError::new(
+                    "failure_threshold",
+                    "must be at most the calls of a count `sliding_window`",
+                ));
+            }
         }
         if let Some(b) = self.backoff {
             if b.max < self.recovery_timeout {

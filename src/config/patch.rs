@@ -1,6 +1,6 @@
 //! [`ConfigPatch`]: a partial configuration, as the registry's overrides use it.
 
-use super::{Backoff, CircuitBreakerConfig, ConfigError};
+use super::{Backoff, CircuitBreakerConfig, ConfigError, SlidingWindow};
 use std::time::Duration;
 
 /// Some fields of a [`CircuitBreakerConfig`], to lay over another: the unit of the
@@ -28,6 +28,8 @@ pub struct ConfigPatch {
     pub half_open_max_wait: Option<Duration>,
     /// See [`CircuitBreakerConfigBuilder::window_buckets`](super::CircuitBreakerConfigBuilder::window_buckets).
     pub window_buckets: Option<u32>,
+    /// See [`CircuitBreakerConfigBuilder::sliding_window`](super::CircuitBreakerConfigBuilder::sliding_window).
+    pub sliding_window: Option<SlidingWindow>,
     /// See [`CircuitBreakerConfigBuilder::failure_rate_threshold`](super::CircuitBreakerConfigBuilder::failure_rate_threshold).
     pub failure_rate_threshold: Option<f64>,
     /// See [`CircuitBreakerConfigBuilder::slow_call_rate_threshold`](super::CircuitBreakerConfigBuilder::slow_call_rate_threshold).
@@ -60,6 +62,7 @@ impl ConfigPatch {
             minimum_request_count,
             half_open_max_calls,
             window_buckets,
+            sliding_window,
             slow_call_is_failure,
             dropped_call_is_failure,
             metrics_only

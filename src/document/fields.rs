@@ -2,7 +2,7 @@
 //! writing the ones that are set.
 
 use crate::CircuitBreakerConfig;
-use crate::config::{Backoff, ConfigPatch};
+use crate::config::{Backoff, ConfigPatch, SlidingWindow};
 use crate::duration::string as duration;
 use serde::de::{Deserializer, MapAccess};
 use serde::ser::{SerializeStruct, Serializer};
@@ -30,6 +30,7 @@ pub(super) enum Field {
     HalfOpenMaxCalls,
     HalfOpenMaxWait,
     WindowBuckets,
+    SlidingWindow,
     FailureRateThreshold,
     SlowCallRateThreshold,
     SlowCallIsFailure,
@@ -61,6 +62,7 @@ declare_fields! {
     "half_open_max_calls" => HalfOpenMaxCalls,
     "half_open_max_wait" => HalfOpenMaxWait,
     "window_buckets" => WindowBuckets,
+    "sliding_window" => SlidingWindow,
     "failure_rate_threshold" => FailureRateThreshold,
     "slow_call_rate_threshold" => SlowCallRateThreshold,
     "slow_call_is_failure" => SlowCallIsFailure,
@@ -91,6 +93,7 @@ pub(super) fn set_field<'de, A: MapAccess<'de>>(
             patch.half_open_max_wait = Some(map.next_value::<DurationDe>()?.0);
         }
         Field::WindowBuckets => patch.window_buckets = Some(map.next_value()?),
+        Field::SlidingWindow => patch.sliding_window = Some(map.next_value()?),
         Field::FailureRateThreshold => patch.failure_rate_threshold = Some(map.next_value()?),
         Field::SlowCallRateThreshold => patch.slow_call_rate_threshold = Some(map.next_value()?),
         Field::SlowCallIsFailure => patch.slow_call_is_failure = Some(map.next_value()?),
@@ -109,6 +112,7 @@ pub(super) enum FieldValue {
     Rate(f64),
     Flag(bool),
     Backoff(Backoff),
+    Window(SlidingWindow),
 }
 
 impl Serialize for FieldValue {
@@ -119,6 +123,7 @@ impl Serialize for FieldValue {
             FieldValue::Rate(r) => serializer.serialize_f64(r),
             FieldValue::Flag(b) => serializer.serialize_bool(b),
             FieldValue::Backoff(b) => b.serialize(serializer),
+            FieldValue::Window(w) => w.serialize(serializer),
         }
     }
 }
@@ -135,6 +140,7 @@ pub(super) fn entries(patch: &ConfigPatch) -> Vec<(&'static str, FieldValue)> {
         patch.half_open_max_calls.map(Count),
         patch.half_open_max_wait.map(D),
         patch.window_buckets.map(Count),
+        patch.sliding_window.map(FieldValue::Window),
         patch.failure_rate_threshold.map(Rate),
         patch.slow_call_rate_threshold.map(Rate),
         patch.slow_call_is_failure.map(Flag),
@@ -161,6 +167,9 @@ pub(super) fn full_patch(config: &CircuitBreakerConfig) -> ConfigPatch {
         // Only when set: a derived value keeps following the fields it is derived from.
         half_open_max_wait: config.half_open_max_wait,
         window_buckets: Some(config.window_buckets),
+        // Only a count window: documents written before it existed stay as they were.
+        sliding_window: (config.sliding_window != SlidingWindow::Time)
+            .then_some(config.sliding_window),
         failure_rate_threshold: config.failure_rate_threshold,
         slow_call_rate_threshold: config.slow_call_rate_threshold,
         slow_call_is_failure: Some(config.slow_call_is_failure),

@@ -88,7 +88,8 @@
 //!   `failure_threshold`, `recovery_timeout`, `expected_response_time`,
 //!   `monitoring_window`, `minimum_request_count`, `half_open_max_calls`,
 //!   `half_open_max_wait` (a duration; left out, it is derived, see
-//!   [`CircuitBreakerConfig::half_open_max_wait`]), `window_buckets`, `failure_rate_threshold`, `slow_call_rate_threshold`,
+//!   [`CircuitBreakerConfig::half_open_max_wait`]), `window_buckets`, `sliding_window`
+//!   (`"time"` or `{ count = 100 }`, see [`SlidingWindow`](crate::SlidingWindow)), `failure_rate_threshold`, `slow_call_rate_threshold`,
 //!   `slow_call_is_failure`, `dropped_call_is_failure`, `metrics_only`, and `backoff`
 //!   (`{ multiplier, max, jitter }`, `jitter` optional).
 //! * `limits` (optional) bounds the registry itself (see

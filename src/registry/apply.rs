@@ -35,11 +35,17 @@ impl CircuitBreakerRegistry {
         let mut plan = Vec::with_capacity(entries.len());
         for e in &entries {
             let new = config.resolve(e.service(), e.operation(), &e.base)?;
-            if new.window_buckets != e.circuit.config().window_buckets {
-                return Err(RegistryConfigError::invalid(
-                    &key_path(&["services", e.service(), "operations", e.operation()]),
-                    ConfigError::new("window_buckets", "cannot change on a live circuit"),
-                ));
+            let live = e.circuit.config();
+            for (field, changed) in [
+                ("window_buckets", new.window_buckets != live.window_buckets),
+                ("sliding_window", new.sliding_window != live.sliding_window),
+            ] {
+                if changed {
+                    return Err(RegistryConfigError::invalid(
+                        &key_path(&["services", e.service(), "operations", e.operation()]),
+                        ConfigError::new(field, "cannot change on a live circuit"),
+                    ));
+                }
             }
             plan.push(new);
         }

@@ -12,8 +12,10 @@ use std::future::{Future, Ready};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use tower_circuit_breaker::error::{CircuitOpen, RejectReason};
-use tower_circuit_breaker::{BoxError, Circuit, CircuitBreaker, CircuitBreakerConfig};
+use tower_circuit_breaker::error::{CallError, CircuitOpen, RejectReason};
+use tower_circuit_breaker::{
+    BoxError, Circuit, CircuitBreaker, CircuitBreakerConfig, SlidingWindow,
+};
 use tower_service::Service;
 
 struct Counting;
@@ -247,6 +249,38 @@ fn circuit_call_allocates_nothing_when_closed() {
     assert_eq!(n, 0, "{n} allocations over {CALLS} Circuit::call");
     assert_eq!(ok, CALLS);
     assert_eq!(circuit.stats().success_count, WARM_UP + CALLS);
+}
+
+/// Issue 13, item 4: a count window allocates its ring when the circuit is made, and
+/// nothing per call, with failures entering and leaving it.
+#[test]
+fn circuit_call_with_a_count_window_allocates_nothing() {
+    let config = CircuitBreakerConfig::builder()
+        .sliding_window(SlidingWindow::Count(100))
+        .failure_rate_threshold(0.5)
+        .build()
+        .unwrap();
+    let circuit = Circuit::named("counted", config);
+    let cx = &mut Context::from_waker(Waker::noop());
+    let call = |i: u64, cx: &mut Context<'_>| {
+        let fut = pin!(circuit.call(async move { if i % 3 == 0 { Err("boom") } else { Ok(i) } }));
+        matches!(fut.poll(cx), Poll::Ready(Ok(_) | Err(CallError::Inner(_))))
+    };
+    for i in 0..WARM_UP {
+        assert!(call(i, cx));
+    }
+    let mut admitted = 0;
+    let n = allocations_in(|| {
+        for i in 0..CALLS {
+            admitted += u64::from(call(i, cx));
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "{n} allocations over {CALLS} calls with a count window"
+    );
+    assert_eq!(admitted, CALLS);
+    assert_eq!(circuit.stats().window.requests, 100);
 }
 
 #[test]

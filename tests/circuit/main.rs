@@ -1920,6 +1920,8 @@ async fn a_panicking_tracing_subscriber_breaks_no_call_and_silences_no_listener(
     succeed_n(&c, 1).await;
 }
 
+mod count_window;
+
 #[cfg(feature = "metrics")]
 mod panicking_recorder {
     use super::*;

@@ -1149,3 +1149,5 @@ fn reasons_and_states_serialize_as_their_names() {
         assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
     }
 }
+
+mod count_window;

@@ -34,6 +34,7 @@ use tower_circuit_breaker::error::{CallError, CircuitOpen, RejectReason};
 use tower_circuit_breaker::stats::{ManualOverride, TransitionEvent, TransitionReason};
 use tower_circuit_breaker::{
     Circuit, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerStats, CircuitState,
+    SlidingWindow,
 };
 
 use CircuitState::{Closed, HalfOpen, Open};
@@ -52,6 +53,8 @@ struct Cfg {
     expected_ms: u64,
     width_ms: u64,
     buckets: u32,
+    /// A count window of this many calls instead of the time window (issue 13, item 4).
+    count: Option<u32>,
     half_open_max: u32,
     rate: Option<f64>,
     slow_rate: Option<f64>,
@@ -77,6 +80,9 @@ impl Cfg {
             .slow_call_is_failure(self.slow_is_failure)
             .dropped_call_is_failure(self.dropped_is_failure)
             .metrics_only(self.metrics_only);
+        if let Some(n) = self.count {
+            b = b.sliding_window(SlidingWindow::Count(n));
+        }
         if let Some(r) = self.rate {
             b = b.failure_rate_threshold(r);
         }
@@ -139,7 +145,7 @@ struct History {
     steps: Vec<Step>,
 }
 
-fn cfg_strategy(buckets: u32) -> impl Strategy<Value = Cfg> {
+fn cfg_strategy(buckets: u32, count: Option<u32>) -> impl Strategy<Value = Cfg> {
     (
         (
             1u32..=4,
@@ -166,12 +172,14 @@ fn cfg_strategy(buckets: u32) -> impl Strategy<Value = Cfg> {
                 (expected_ms, width_ms, half_open_max),
                 (rate, slow_rate, slow_not_failure, dropped_is_failure, metrics_only, backoff),
             )| Cfg {
-                threshold,
-                min,
+                // A count window must be able to hold enough calls to trip.
+                threshold: count.map_or(threshold, |n| threshold.min(n)),
+                min: count.map_or(min, |n| min.min(n)),
                 recovery_ms,
                 expected_ms,
                 width_ms,
                 buckets,
+                count,
                 half_open_max,
                 rate,
                 slow_rate,
@@ -201,7 +209,7 @@ fn advance_strategy() -> impl Strategy<Value = u64> {
     ]
 }
 
-fn step_strategy(buckets: u32) -> impl Strategy<Value = Step> {
+fn step_strategy(buckets: u32, count: Option<u32>) -> impl Strategy<Value = Step> {
     prop_oneof![
         30 => end_strategy().prop_map(Step::Call),
         8 => Just(Step::Hold),
@@ -212,18 +220,22 @@ fn step_strategy(buckets: u32) -> impl Strategy<Value = Step> {
         1 => Just(Step::ForceOpen),
         1 => Just(Step::Disable),
         2 => Just(Step::Reset),
-        2 => cfg_strategy(buckets).prop_map(Step::Reconfigure),
+        2 => cfg_strategy(buckets, count).prop_map(Step::Reconfigure),
     ]
 }
 
 fn history_strategy() -> impl Strategy<Value = History> {
-    prop::sample::select(vec![1u32, 2, 4, 5]).prop_flat_map(|buckets| {
-        (
-            cfg_strategy(buckets),
-            prop::collection::vec(step_strategy(buckets), 1..80),
-        )
-            .prop_map(|(cfg, steps)| History { cfg, steps })
-    })
+    (
+        prop::sample::select(vec![1u32, 2, 4, 5]),
+        prop::option::weighted(0.3, prop::sample::select(vec![1u32, 3, 6])),
+    )
+        .prop_flat_map(|(buckets, count)| {
+            (
+                cfg_strategy(buckets, count),
+                prop::collection::vec(step_strategy(buckets, count), 1..80),
+            )
+                .prop_map(|(cfg, steps)| History { cfg, steps })
+        })
 }
 
 // ===================================================================================
@@ -571,7 +583,8 @@ impl Model {
     }
 
     fn reconfigure(&mut self, cfg: Cfg) {
-        if cfg.width_ms != self.cfg.width_ms {
+        // A count window ignores the bucket width: it is kept.
+        if cfg.width_ms != self.cfg.width_ms && cfg.count.is_none() {
             // A new bucket width restarts the window; the run carries over.
             self.window.clear();
         }
@@ -590,8 +603,14 @@ impl Model {
     fn window_counts(&self) -> WindowCounts {
         let cur = self.now / self.width();
         let oldest = (cur + 1).saturating_sub(u64::from(self.cfg.buckets));
+        // A count window: the last `n` outcomes, whatever their age.
+        let skip = match self.cfg.count {
+            Some(n) => self.window.len().saturating_sub(n as usize),
+            None => 0,
+        };
         let mut c = WindowCounts::default();
-        for e in self.window.iter().filter(|e| e.bucket >= oldest) {
+        let in_window = |e: &&Entry| self.cfg.count.is_some() || e.bucket >= oldest;
+        for e in self.window.iter().skip(skip).filter(in_window) {
             c.calls += 1;
             c.failures += u64::from(e.failed);
             c.slow += u64::from(e.slow);
@@ -1041,6 +1060,7 @@ fn base_cfg() -> Cfg {
         expected_ms: 300,
         width_ms: 100,
         buckets: 1,
+        count: None,
         half_open_max: 1,
         rate: None,
         slow_rate: None,
