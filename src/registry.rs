@@ -105,6 +105,7 @@ use std::time::{Duration, SystemTime};
 mod apply;
 mod config;
 mod entry;
+mod execute;
 mod fallback;
 mod limits;
 mod table;
@@ -437,89 +438,6 @@ impl CircuitBreakerRegistry {
         config: impl Into<Option<&'c CircuitBreakerConfig>>,
     ) -> CircuitBreakerLayer {
         CircuitBreakerLayer::from_circuit(self.circuit(service, operation, config))
-    }
-
-    /// Runs `operation` through the circuit of `(service, operation)`, the seed's
-    /// `execute(service, operation, fn, fallback, config)`.
-    ///
-    /// When the circuit rejects, `fallback` answers instead (it receives
-    /// [`FallbackCause::Rejected`]); wrap it in [`on_failure_too`] to have it answer
-    /// failed operations as well. Pass [`NoFallback`](crate::NoFallback) to get the
-    /// rejection as an `E` (through `From<CircuitOpen>`, e.g. for a
-    /// [`BoxError`](crate::BoxError)).
-    ///
-    /// `config` counts when the circuit is created; see the
-    /// [module docs](crate::registry#which-configuration-a-circuit-gets). A key the
-    /// registry refuses runs through the overflow circuit (see the
-    /// [module docs](crate::registry#limits)).
-    ///
-    /// Every `Err` counts as a failure here; [`execute_with`](Self::execute_with) takes a
-    /// classifier instead.
-    ///
-    /// # Errors
-    ///
-    /// The operation's error, unchanged, or whatever the fallback returns.
-    pub async fn execute<'c, T, E, F, Fut, G>(
-        &self,
-        service: &str,
-        operation: &str,
-        f: F,
-        fallback: G,
-        config: impl Into<Option<&'c CircuitBreakerConfig>>,
-    ) -> Result<T, E>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        G: ExecuteFallback<T, E>,
-    {
-        self.execute_with(service, operation, &ErrorsAsFailures, f, fallback, config)
-            .await
-    }
-
-    /// [`execute`](Self::execute) with `classifier` deciding what the operation's `Result`
-    /// says about the dependency, the way the tower layer's classifier does: an `Err` it
-    /// calls a [`Success`](crate::classify::Verdict::Success) (a conditional-check
-    /// failure, a validation error: the dependency answered) leaves the circuit closed.
-    /// For AWS SDK calls, [`aws::SdkErrorClassifier`](crate::aws::SdkErrorClassifier)
-    /// (feature `aws`) gives the verdicts of the per-attempt layer.
-    ///
-    /// The classifier decides only what the circuit counts: the operation's `Err` is
-    /// returned as it is whatever its verdict, and a fallback wrapped in
-    /// [`on_failure_too`] answers every `Err`, as with `execute`.
-    ///
-    /// # Errors
-    ///
-    /// The operation's error, unchanged, or whatever the fallback returns.
-    pub async fn execute_with<'c, T, E, C, F, Fut, G>(
-        &self,
-        service: &str,
-        operation: &str,
-        classifier: &C,
-        f: F,
-        fallback: G,
-        config: impl Into<Option<&'c CircuitBreakerConfig>>,
-    ) -> Result<T, E>
-    where
-        C: Classify<T, E> + ?Sized,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        G: ExecuteFallback<T, E>,
-    {
-        let config = config.into();
-        // The entry is held for the call: a circuit with a call running is not idle.
-        let entry = self.entry(service, operation, config);
-        let circuit = match &entry {
-            Ok(h) => &h.0,
-            Err(_) => self.overflow_circuit(config),
-        };
-        match circuit.call_with(classifier, f()).await {
-            Ok(v) => Ok(v),
-            Err(CallError::Rejected(open)) => fallback.run(FallbackCause::Rejected(open)).await,
-            Err(CallError::Inner(e)) if fallback.on_failure() => {
-                fallback.run(FallbackCause::Failed(e)).await
-            }
-            Err(CallError::Inner(e)) => Err(e),
-        }
     }
 
     /// The stats of `(service, operation)`, the seed's `getCircuitBreakerStats`.
