@@ -243,6 +243,28 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
             d => d,
         }
     }
+
+    /// `poll_ready` of the modes with a fallback: the inner service is polled when the
+    /// call is admitted, the fallback (through `poll_fallback`) when it is not; an error
+    /// from either forgets the decision, so the next `poll_ready` decides again.
+    fn poll_ready_or_fallback<Req>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll_fallback: impl FnOnce(&mut F, &mut Context<'_>) -> Poll<Result<(), S::Error>>,
+    ) -> Poll<Result<(), S::Error>>
+    where
+        S: Service<Req>,
+    {
+        ready!(self.poll_decision(cx));
+        let ready = match self.decision {
+            Decision::Admitted(_) => ready!(self.inner.poll_ready(cx)),
+            _ => ready!(poll_fallback(&mut self.fallback, cx)),
+        };
+        if ready.is_err() {
+            self.decision = Decision::Undecided;
+        }
+        Poll::Ready(ready)
+    }
 }
 
 use std::future::Future as _;
@@ -330,15 +352,7 @@ where
     type Future = FallbackFuture<S::Future, C, G::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        ready!(self.poll_decision(cx));
-        let ready = match self.decision {
-            Decision::Admitted(_) => ready!(self.inner.poll_ready(cx)),
-            _ => ready!(self.fallback.0.poll_ready(cx)),
-        };
-        if ready.is_err() {
-            self.decision = Decision::Undecided;
-        }
-        Poll::Ready(ready)
+        self.poll_ready_or_fallback::<Req>(cx, |fallback, cx| fallback.0.poll_ready(cx))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {

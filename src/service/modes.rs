@@ -60,15 +60,7 @@ where
     type Future = FallbackFuture<S::Future, C, G::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        ready!(self.poll_decision(cx));
-        let ready = match self.decision {
-            Decision::Admitted(_) => ready!(self.inner.poll_ready(cx)),
-            _ => ready!(self.fallback.0.poll_ready(cx)),
-        };
-        if ready.is_err() {
-            self.decision = Decision::Undecided;
-        }
-        Poll::Ready(ready)
+        self.poll_ready_or_fallback::<Req>(cx, |fallback, cx| fallback.0.poll_ready(cx))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -99,15 +91,7 @@ where
     type Future = OnFailureFuture<S::Future, C, G, Req, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        ready!(self.poll_decision(cx));
-        let ready = match self.decision {
-            Decision::Admitted(_) => ready!(self.inner.poll_ready(cx)),
-            _ => ready!(self.fallback.0.poll_ready(cx)),
-        };
-        if ready.is_err() {
-            self.decision = Decision::Undecided;
-        }
-        Poll::Ready(ready)
+        self.poll_ready_or_fallback::<Req>(cx, |fallback, cx| fallback.0.poll_ready(cx))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
