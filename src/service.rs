@@ -244,6 +244,26 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         }
     }
 
+    /// `poll_ready` of the modes without a fallback: the inner service is polled only when
+    /// the call is admitted (a rejection is ready at once); its error forgets the decision.
+    #[inline]
+    fn poll_ready_admitted<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>>
+    where
+        S: Service<Req>,
+    {
+        ready!(self.poll_decision(cx));
+        match self.decision {
+            Decision::Admitted(_) => {
+                let ready = ready!(self.inner.poll_ready(cx));
+                if ready.is_err() {
+                    self.decision = Decision::Undecided;
+                }
+                Poll::Ready(ready)
+            }
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
     /// `poll_ready` of the modes with a fallback: the inner service is polled when the
     /// call is admitted, the fallback (through `poll_fallback`) when it is not; an error
     /// from either forgets the decision, so the next `poll_ready` decides again.
@@ -315,17 +335,7 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        ready!(self.poll_decision(cx));
-        match self.decision {
-            Decision::Admitted(_) => match ready!(self.inner.poll_ready(cx)) {
-                Ok(()) => Poll::Ready(Ok(())),
-                Err(e) => {
-                    self.decision = Decision::Undecided;
-                    Poll::Ready(Err(e.into()))
-                }
-            },
-            _ => Poll::Ready(Ok(())),
-        }
+        self.poll_ready_admitted::<Req>(cx).map_err(Into::into)
     }
 
     #[inline]

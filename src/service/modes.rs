@@ -5,7 +5,7 @@ use crate::classify::Classify;
 use crate::error::{CircuitBreakerError, FallbackCause};
 use crate::fallback::{FallbackOnFailureToo, FallbackWithCause, TypedErrors};
 use crate::future::{FallbackFuture, OnFailureFuture, TypedFuture};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use tower_service::Service;
 
 // ===== impl CircuitBreaker (typed errors) =====
@@ -21,17 +21,8 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        ready!(self.poll_decision(cx));
-        match self.decision {
-            Decision::Admitted(_) => match ready!(self.inner.poll_ready(cx)) {
-                Ok(()) => Poll::Ready(Ok(())),
-                Err(e) => {
-                    self.decision = Decision::Undecided;
-                    Poll::Ready(Err(CircuitBreakerError::Inner(e)))
-                }
-            },
-            _ => Poll::Ready(Ok(())),
-        }
+        self.poll_ready_admitted::<Req>(cx)
+            .map_err(CircuitBreakerError::Inner)
     }
 
     #[inline]
