@@ -93,6 +93,20 @@ pub trait SharedState: Send + Sync + 'static {
     /// The current record of `key`, or `None` when there is none or it has expired.
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredRecord>>;
 
+    /// The current records of `keys`, in the order given (`None` where a key has no record
+    /// or it has expired): one round of a registry-wide sync. A backend that can read many
+    /// keys in one request (Redis `MGET`, DynamoDB `BatchGetItem`) overrides it; the default
+    /// reads them one by one with [`load`](SharedState::load).
+    fn load_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<StoredRecord>>> {
+        Box::pin(async move {
+            let mut records = Vec::with_capacity(keys.len());
+            for key in keys {
+                records.push(self.load(key).await?);
+            }
+            Ok(records)
+        })
+    }
+
     /// Writes `body` under `key` if the stored version is `expected` (`None`: only if the
     /// key does not exist or has expired). The record expires `ttl` after this write
     /// unless written again.
