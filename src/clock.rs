@@ -106,6 +106,8 @@ impl Clock {
     /// Nanoseconds since the origin: the hot-path read.
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
+        #[cfg(test)]
+        reads::count();
         if self.source.load(Ordering::Relaxed) == SOURCE_COARSE {
             if let Some(now) = coarse::now_ns() {
                 return now.saturating_sub(self.origin_coarse);
@@ -161,6 +163,27 @@ impl Clock {
     #[cfg(test)]
     pub(crate) fn is_coarse(&self) -> bool {
         self.source.load(Ordering::Relaxed) == SOURCE_COARSE
+    }
+}
+
+/// Hot-path clock reads made by this thread, counted in the crate's own tests only.
+#[cfg(test)]
+pub(crate) mod reads {
+    use std::cell::Cell;
+
+    thread_local! {
+        static READS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(super) fn count() {
+        READS.with(|r| r.set(r.get() + 1));
+    }
+
+    /// [`Clock::now_ns`](super::Clock::now_ns) reads by this thread while `f` runs.
+    pub(crate) fn during(f: impl FnOnce()) -> u64 {
+        let before = READS.with(Cell::get);
+        f();
+        READS.with(Cell::get) - before
     }
 }
 

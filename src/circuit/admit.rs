@@ -117,10 +117,11 @@ impl<H: Borrow<Circuit>> Permit<H> {
         }
     }
 
-    /// Marks the start of the call (reads the clock once).
+    /// Marks the start of the call: reads the clock once, unless slow-call detection is
+    /// off (then nothing needs the start, and the call reads the clock only at its end).
     #[inline]
     pub(crate) fn start(&mut self) {
-        self.start = self.circuit.borrow().now_ns() + 1;
+        self.start = self.circuit.borrow().start_ns();
     }
 
     /// Records how the call went: [`Verdict::Success`], [`Verdict::Failure`],
@@ -174,7 +175,23 @@ impl<H: Borrow<Circuit>> Drop for Permit<H> {
     }
 }
 
+/// `Permit::start` of a call that is not timed (slow-call detection off). Like any
+/// start it is not 0 (the permit was started); `measure` finds such a call never slow,
+/// since `now - (UNTIMED - 1)` saturates to 0, whatever `expected_ns` is by then.
+const UNTIMED: u64 = u64::MAX;
+
 impl Circuit {
+    /// The start of a call as a permit keeps it: `ns + 1`, or [`UNTIMED`] without reading
+    /// the clock when slow-call detection is off (`expected_response_time` is
+    /// `Duration::MAX`, stored saturated).
+    #[inline]
+    fn start_ns(&self) -> u64 {
+        if self.shared.hot.expected_ns.load(Ordering::Relaxed) == UNTIMED {
+            return UNTIMED;
+        }
+        self.now_ns() + 1
+    }
+
     // ===== admission =====
 
     /// The admission decision; `count`: whether a rejection counts as one. The ticket

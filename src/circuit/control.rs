@@ -103,8 +103,9 @@ impl Shared {
     pub(super) fn store_tunables(&self, c: &CircuitBreakerConfig) {
         let hot = &self.hot;
         hot.width_ns.store(c.bucket_width_ns(), Ordering::Relaxed);
+        // Saturated: u64::MAX turns slow-call detection off (see `Permit::start`).
         hot.expected_ns.store(
-            c.expected_response_time.as_nanos() as u64,
+            u64::try_from(c.expected_response_time.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
         hot.failure_threshold

@@ -232,3 +232,67 @@ impl Circuit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::clock::reads;
+    use crate::{Circuit, CircuitBreakerConfig};
+    use std::future::{Future, ready};
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    /// Hot-path clock reads of one Closed `Circuit::call` with `expected_response_time`.
+    fn reads_per_call(expected: Duration) -> u64 {
+        let config = CircuitBreakerConfig::dynamodb()
+            .to_builder()
+            .expected_response_time(expected)
+            .build()
+            .unwrap();
+        let circuit = Circuit::new(config);
+        let mut cx = Context::from_waker(Waker::noop());
+        reads::during(|| {
+            let fut = pin!(circuit.call(ready(Ok::<_, ()>(1))));
+            assert!(matches!(fut.poll(&mut cx), Poll::Ready(Ok(1))));
+        })
+    }
+
+    #[test]
+    fn a_timed_call_reads_the_clock_twice() {
+        assert_eq!(reads_per_call(Duration::from_millis(500)), 2);
+    }
+
+    #[test]
+    fn with_slow_call_detection_off_a_call_reads_the_clock_once() {
+        assert_eq!(reads_per_call(Duration::MAX), 1);
+    }
+
+    #[test]
+    fn with_slow_call_detection_off_no_call_is_slow() {
+        let config = CircuitBreakerConfig::dynamodb()
+            .to_builder()
+            .expected_response_time(Duration::MAX)
+            .build()
+            .unwrap();
+        assert!(!config.slow_calls_detected());
+        assert_eq!(config.half_open_max_wait(), config.recovery_timeout());
+        let circuit = Circuit::new(config);
+        let permit = circuit.try_acquire().unwrap();
+        permit.success();
+        // Detection turned on while a call is out: that call is still not slow.
+        let late = circuit.try_acquire().unwrap();
+        circuit
+            .reconfigure(
+                CircuitBreakerConfig::dynamodb()
+                    .to_builder()
+                    .expected_response_time(Duration::from_nanos(1))
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+        late.success();
+        let stats = circuit.stats();
+        assert_eq!(stats.success_count, 2);
+        assert_eq!(stats.slow_count, 0);
+    }
+}

@@ -28,7 +28,9 @@ impl CircuitBreakerConfigBuilder {
         failure_threshold: u32;
         /// Time spent Open before a probe is admitted (> 0).
         recovery_timeout: Duration;
-        /// Calls slower than this are slow (> 0).
+        /// Calls slower than this are slow (> 0, at most 365 days). [`Duration::MAX`]
+        /// turns slow-call detection off: no call is slow, and a call reads the clock
+        /// once (at its end) instead of twice.
         expected_response_time: Duration;
         /// Length of the sliding window (> 0).
         monitoring_window: Duration;

@@ -311,11 +311,22 @@ impl CircuitBreakerConfig {
     ///
     /// Unless set, it is derived: the `recovery_timeout`, but never less than the
     /// `expected_response_time` (a probe is not given up on before it could be judged
-    /// slow). Following the recovery timeout means a hung probe costs at most one more
-    /// break than a failed one.
+    /// slow; with slow-call detection off, just the `recovery_timeout`). Following the
+    /// recovery timeout means a hung probe costs at most one more break than a failed one.
     pub fn half_open_max_wait(&self) -> Duration {
-        self.half_open_max_wait
-            .unwrap_or_else(|| self.recovery_timeout.max(self.expected_response_time))
+        self.half_open_max_wait.unwrap_or_else(|| {
+            if self.slow_calls_detected() {
+                self.recovery_timeout.max(self.expected_response_time)
+            } else {
+                self.recovery_timeout
+            }
+        })
+    }
+    /// Whether calls are timed against `expected_response_time`: false when it is
+    /// [`Duration::MAX`] (see the builder's
+    /// [`expected_response_time`](CircuitBreakerConfigBuilder::expected_response_time)).
+    pub fn slow_calls_detected(&self) -> bool {
+        self.expected_response_time != Duration::MAX
     }
     /// Whether [`half_open_max_wait`](Self::half_open_max_wait) was set, rather than derived.
     pub fn half_open_max_wait_is_set(&self) -> bool {
@@ -365,7 +376,9 @@ impl CircuitBreakerConfig {
     /// `crate::clock`).
     pub(crate) fn clock_span_ns(&self) -> u64 {
         // The shortest duration the Closed path measures: see `crate::clock`.
-        (self.expected_response_time.as_nanos() as u64).min(self.bucket_width_ns())
+        u64::try_from(self.expected_response_time.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(self.bucket_width_ns())
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
@@ -396,7 +409,9 @@ impl CircuitBreakerConfig {
             return Err(ConfigError::new("failure_threshold", "must be at least 1"));
         }
         positive("recovery_timeout", self.recovery_timeout)?;
-        positive("expected_response_time", self.expected_response_time)?;
+        if self.slow_calls_detected() {
+            positive("expected_response_time", self.expected_response_time)?;
+        }
         positive("monitoring_window", self.monitoring_window)?;
         if self.half_open_max_calls == 0 {
             return Err(ConfigError::new(
