@@ -98,6 +98,12 @@ fn main() {
                 count(now(circuit.call(async move { Ok::<_, Infallible>(black_box(i)) })).is_ok())
             });
         }
+        "open_typed" => {
+            let mut svc = CircuitBreakerLayer::from_circuit(tripped())
+                .typed_errors()
+                .layer(Echo(true));
+            (0..n).for_each(|i| count(drive(&mut svc, i)));
+        }
         "open_call" => {
             let circuit = tripped();
             (0..n).for_each(|i| {

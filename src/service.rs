@@ -39,6 +39,10 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures, F = NoFallback> {
     fallback: F,
     backpressure: bool,
     decision: Decision,
+    /// The permit of a half-open probe admitted by `poll_ready` (`Decision::Probe`), held
+    /// until `call`: dropped with the service or a forgotten decision, it gives the
+    /// probe slot back.
+    probe: Option<Permit<Handle>>,
     sleep: Option<Pin<Box<Sleep>>>,
     /// This clone's own handle to the circuit, made on its second call.
     local: Option<Arc<Local>>,
@@ -46,10 +50,18 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures, F = NoFallback> {
     used: bool,
 }
 
+/// What `poll_ready` decided for the next `call`. `Copy`, so deciding and taking the
+/// decision move two words and run no drop code: the handle a response future needs is
+/// made in `call`, and a probe's slot is held by `CircuitBreaker::probe`.
+#[derive(Clone, Copy)]
 enum Decision {
     Undecided,
-    Admitted(Permit<Handle>),
-    Rejected(CircuitOpen),
+    /// Admitted, not as a probe: the permit is made in `call`.
+    Admitted(Ticket),
+    /// Admitted as a half-open probe: its permit is in `CircuitBreaker::probe`.
+    Probe,
+    /// Rejected: the error is made in `call`.
+    Rejected(Rejection),
 }
 
 /// How a response future reaches its circuit.
@@ -115,6 +127,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
             fallback,
             backpressure,
             decision: Decision::Undecided,
+            probe: None,
             sleep: None,
             local: None,
             used: false,
@@ -141,17 +154,34 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         })))
     }
 
+    /// A handle to the circuit for one response future.
     #[inline]
-    fn admitted(&mut self, ticket: Ticket) -> Decision {
-        let handle = match self.local() {
+    fn handle(&mut self) -> Handle {
+        match self.local() {
             Some(local) => Handle::Local(local.clone()),
             None => Handle::Shared(self.circuit.clone()),
-        };
-        Decision::Admitted(Permit::new(handle, ticket))
+        }
     }
 
-    fn rejected(&mut self, rejection: Rejection) -> Decision {
-        Decision::Rejected(rejection.into_error(self.circuit.rejection_name()))
+    #[inline]
+    fn admitted(&mut self, ticket: Ticket) -> Decision {
+        if ticket.is_probe() {
+            return self.probe_admitted(ticket);
+        }
+        Decision::Admitted(ticket)
+    }
+
+    #[cold]
+    fn probe_admitted(&mut self, ticket: Ticket) -> Decision {
+        self.probe = Some(Permit::new(self.handle(), ticket));
+        Decision::Probe
+    }
+
+    /// Forgets the decision (the inner service failed to get ready): a probe gives its
+    /// slot back, and the next `poll_ready` decides again.
+    fn forget_decision(&mut self) {
+        self.decision = Decision::Undecided;
+        self.probe = None;
     }
 
     /// The circuit this service reports to.
@@ -183,7 +213,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         if !self.backpressure {
             self.decision = match self.circuit.admit(true) {
                 Ok(ticket) => self.admitted(ticket),
-                Err(rejection) => self.rejected(rejection),
+                Err(rejection) => Decision::Rejected(rejection),
             };
             return Poll::Ready(());
         }
@@ -236,12 +266,20 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         }
     }
 
+    /// Acts on the decision `poll_ready` made: the started permit of an admitted call,
+    /// or the error of a rejected one.
     #[inline]
-    fn take_decision(&mut self) -> Decision {
-        match std::mem::replace(&mut self.decision, Decision::Undecided) {
+    fn take_permit(&mut self) -> Result<Permit<Handle>, CircuitOpen> {
+        let mut permit = match std::mem::replace(&mut self.decision, Decision::Undecided) {
+            Decision::Admitted(ticket) => Permit::new(self.handle(), ticket),
+            Decision::Probe => self.probe.take().expect("a probe holds its permit"),
+            Decision::Rejected(rejection) => {
+                return Err(rejection.into_error(self.circuit.rejection_name()));
+            }
             Decision::Undecided => panic!("poll_ready must be called first"),
-            d => d,
-        }
+        };
+        permit.start();
+        Ok(permit)
     }
 
     /// `poll_ready` of the modes without a fallback: the inner service is polled only when
@@ -253,10 +291,10 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     {
         ready!(self.poll_decision(cx));
         match self.decision {
-            Decision::Admitted(_) => {
+            Decision::Admitted(_) | Decision::Probe => {
                 let ready = ready!(self.inner.poll_ready(cx));
                 if ready.is_err() {
-                    self.decision = Decision::Undecided;
+                    self.forget_decision();
                 }
                 Poll::Ready(ready)
             }
@@ -277,11 +315,11 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     {
         ready!(self.poll_decision(cx));
         let ready = match self.decision {
-            Decision::Admitted(_) => ready!(self.inner.poll_ready(cx)),
+            Decision::Admitted(_) | Decision::Probe => ready!(self.inner.poll_ready(cx)),
             _ => ready!(poll_fallback(&mut self.fallback, cx)),
         };
         if ready.is_err() {
-            self.decision = Decision::Undecided;
+            self.forget_decision();
         }
         Poll::Ready(ready)
     }
@@ -340,13 +378,11 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.take_decision() {
-            Decision::Admitted(mut permit) => {
-                permit.start();
+        match self.take_permit() {
+            Ok(permit) => {
                 ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
             }
-            Decision::Rejected(open) => ResponseFuture::rejected(open),
-            Decision::Undecided => unreachable!(),
+            Err(open) => ResponseFuture::rejected(open),
         }
     }
 }
@@ -366,13 +402,11 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.take_decision() {
-            Decision::Admitted(mut permit) => {
-                permit.start();
+        match self.take_permit() {
+            Ok(permit) => {
                 FallbackFuture::called(self.inner.call(req), permit, self.classifier.clone())
             }
-            Decision::Rejected(_) => FallbackFuture::fallback(self.fallback.0.call(req)),
-            Decision::Undecided => unreachable!(),
+            Err(_) => FallbackFuture::fallback(self.fallback.0.call(req)),
         }
     }
 }

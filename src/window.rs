@@ -173,7 +173,9 @@ impl Counts {
 pub(crate) struct Window {
     stripe_mask: usize,
     /// The newest bucket written: `index << SLOT_BITS | slot`, so the common case finds
-    /// its slot with one load and one multiplication instead of two divisions.
+    /// its slot with one load and one multiplication instead of two divisions. Moved
+    /// (under the `retired` lock) only once its slot holds that bucket, so an outcome
+    /// inside the cursor's bucket goes straight to its cell, without reading the epoch.
     cursor: AtomicU64,
     /// Per slot: `bucket index + 1` of the bucket it holds, 0 when empty.
     epochs: Box<[AtomicU64]>,
@@ -185,7 +187,7 @@ pub(crate) struct Window {
     buckets: u32,
     lines_per_stripe: u32,
     /// Counts moved out of reused or cleared buckets, and out of a stripe's `OUTSIDE`
-    /// cells when a half nears 2^31. Locked by `rotate`, `clear` and `snapshot` (to read
+    /// cells when a half nears 2^31. Locked by `locate`, `clear` and `snapshot` (to read
     /// the lifetime consistently with those moves), and by `retire_outside` once per 2^31
     /// outcomes of a stripe: never per call, whatever the state.
     retired: Mutex<Counts>,
@@ -276,19 +278,23 @@ impl Window {
     pub(crate) fn record(&self, now_ns: u64, width_ns: u64, o: Outcome) {
         let cursor = self.cursor.load(Ordering::Acquire);
         let cursor_idx = cursor >> SLOT_BITS;
-        let (idx, slot) = match now_ns.checked_sub(cursor_idx.wrapping_mul(width_ns)) {
-            Some(into) if into < width_ns && cursor != NO_CURSOR => {
-                (cursor_idx, (cursor & SLOT_MASK) as usize)
+        // `now − start of the cursor's bucket`, wrapping: before the bucket, it is far
+        // above any width (the start never wraps: it was once someone's `now`).
+        let into = now_ns.wrapping_sub(cursor_idx.wrapping_mul(width_ns));
+        let slot = if into < width_ns && cursor != NO_CURSOR {
+            (cursor & SLOT_MASK) as usize
+        } else {
+            match self.locate(now_ns, width_ns) {
+                Some(slot) => slot,
+                None => {
+                    // The slot already holds a newer bucket: this outcome is older than
+                    // the window (a thread stalled for a whole window). Keep it in the
+                    // lifetime.
+                    self.record_outside(o);
+                    return;
+                }
             }
-            _ => self.locate(now_ns, width_ns),
         };
-        let epoch = self.epochs[slot].load(Ordering::Acquire);
-        if epoch != idx + 1 && !self.rotate(slot, idx) {
-            // The slot already holds a newer bucket: this outcome is older than the
-            // window (a thread stalled for a whole window). Keep it in the lifetime.
-            self.record_outside(o);
-            return;
-        }
         let stripe = stripe_index(self.stripe_mask);
         let base = STRIPE_EXTRA + slot * CELLS_PER_BUCKET;
         let cell = self.cell(stripe, base);
@@ -330,36 +336,34 @@ impl Window {
         spill.get_mut(slot).map(std::mem::take).unwrap_or_default()
     }
 
-    /// The bucket index and slot of `now_ns` by division, moving the cursor forward to it.
+    /// The slot of `now_ns`'s bucket, found by division and moved to that bucket if it
+    /// held an older one (its counts retired); then the cursor moves forward to it.
+    /// `None` if the slot already holds a newer bucket.
+    ///
+    /// Under the `retired` lock, like `clear`: a cursor moved here always names a slot
+    /// that holds its bucket, even when a `clear` runs at the same time (it empties the
+    /// slots and resets the cursor in one critical section).
     #[cold]
-    fn locate(&self, now_ns: u64, width_ns: u64) -> (u64, usize) {
+    #[inline(never)]
+    fn locate(&self, now_ns: u64, width_ns: u64) -> Option<usize> {
         let idx = now_ns / width_ns;
         let slot = (idx % u64::from(self.buckets)) as usize;
-        let packed = idx << SLOT_BITS | slot as u64;
-        // Forward only: a late outcome of an older bucket must not move it back.
-        let _ = self
-            .cursor
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                (c == NO_CURSOR || c >> SLOT_BITS < idx).then_some(packed)
-            });
-        (idx, slot)
-    }
-
-    /// Moves `slot` to bucket `idx`, retiring what it held. Returns false if the slot
-    /// already holds a newer bucket.
-    #[cold]
-    fn rotate(&self, slot: usize, idx: u64) -> bool {
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         let epoch = self.epochs[slot].load(Ordering::Acquire);
-        if epoch == idx + 1 {
-            return true;
-        }
         if epoch > idx + 1 {
-            return false;
+            return None;
         }
-        retired.add(self.take_slot(slot));
-        self.epochs[slot].store(idx + 1, Ordering::Release);
-        true
+        if epoch != idx + 1 {
+            retired.add(self.take_slot(slot));
+            self.epochs[slot].store(idx + 1, Ordering::Release);
+        }
+        // Forward only: a late outcome of an older bucket must not move it back.
+        let c = self.cursor.load(Ordering::Relaxed);
+        if c == NO_CURSOR || c >> SLOT_BITS < idx {
+            self.cursor
+                .store(idx << SLOT_BITS | slot as u64, Ordering::Release);
+        }
+        Some(slot)
     }
 
     fn take_slot(&self, slot: usize) -> Counts {

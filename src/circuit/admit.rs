@@ -19,23 +19,59 @@ use tokio::time::Instant;
 
 /// What kind of admission a permit stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(super) enum Kind {
     /// Closed: the outcome is recorded in the window.
-    Windowed,
+    Windowed = 0,
     /// A half-open probe holding a slot.
-    Probe,
+    Probe = 1,
     /// Disabled: nothing is recorded.
-    Untracked,
+    Untracked = 2,
     /// Metrics-only mode, admitted although the circuit would have rejected it: the
     /// outcome counts in the lifetime stats only.
-    Shadow,
+    Shadow = 3,
 }
 
-/// What admission granted: the kind of call and the generation it was admitted in.
+/// What admission granted: the kind of call and the generation it was admitted in,
+/// packed in one word (`generation << 2 | kind`) so that carrying it from `poll_ready`
+/// to `call` moves one register.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Ticket {
-    pub(super) kind: Kind,
-    pub(super) generation: u64,
+pub(crate) struct Ticket(u64);
+
+impl Ticket {
+    #[inline]
+    pub(super) fn kind(self) -> Kind {
+        match self.0 & 3 {
+            0 => Kind::Windowed,
+            1 => Kind::Probe,
+            2 => Kind::Untracked,
+            _ => Kind::Shadow,
+        }
+    }
+
+    #[inline]
+    pub(super) fn generation(self) -> u64 {
+        self.0 >> 2
+    }
+
+    /// Whether the call is recorded in the window (admitted in Closed).
+    #[inline]
+    pub(super) fn is_windowed(self) -> bool {
+        self.0 & 3 == Kind::Windowed as u64
+    }
+
+    /// The same generation, nothing to record: what a permit keeps once it reported.
+    #[inline]
+    fn untracked(self) -> Ticket {
+        Ticket(self.0 & !3 | Kind::Untracked as u64)
+    }
+
+    /// Whether this is a half-open probe, which holds a slot until its permit reports
+    /// or is dropped.
+    #[inline]
+    pub(crate) fn is_probe(self) -> bool {
+        self.kind() == Kind::Probe
+    }
 }
 
 /// What admission refused: the [`CircuitOpen`] without the circuit's name, which the
@@ -81,8 +117,8 @@ impl Rejection {
 /// own.)
 pub struct Permit<H: Borrow<Circuit> = Circuit> {
     circuit: H,
-    kind: Kind,
-    generation: u64,
+    /// The kind of call and its generation; the kind is `Untracked` once reported.
+    ticket: Ticket,
     /// `ns + 1` when started, 0 before. An unstarted permit dropped only gives back its
     /// probe slot.
     start: u64,
@@ -91,7 +127,7 @@ pub struct Permit<H: Borrow<Circuit> = Circuit> {
 impl<H: Borrow<Circuit>> std::fmt::Debug for Permit<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Permit")
-            .field("kind", &self.kind)
+            .field("kind", &self.ticket.kind())
             .finish_non_exhaustive()
     }
 }
@@ -111,8 +147,7 @@ impl<H: Borrow<Circuit>> Permit<H> {
     pub(crate) fn new(circuit: H, ticket: Ticket) -> Self {
         Permit {
             circuit,
-            kind: ticket.kind,
-            generation: ticket.generation,
+            ticket,
             start: 0,
         }
     }
@@ -152,25 +187,33 @@ impl<H: Borrow<Circuit>> Permit<H> {
     /// Reports the verdict of the call (reads the clock once).
     #[inline]
     pub(crate) fn complete(mut self, verdict: Verdict) {
-        let kind = std::mem::replace(&mut self.kind, Kind::Untracked);
-        let start = self.start;
-        self.circuit
-            .borrow()
-            .complete(kind, self.generation, start, verdict);
+        let ticket = self.ticket;
+        self.ticket = ticket.untracked();
+        self.circuit.borrow().complete(ticket, self.start, verdict);
     }
 }
 
 impl<H: Borrow<Circuit>> Drop for Permit<H> {
+    #[inline]
     fn drop(&mut self) {
+        // A reported permit (every call that completes) has nothing left to do.
+        if self.ticket.0 & 3 != Kind::Untracked as u64 {
+            self.unreported();
+        }
+    }
+}
+
+impl<H: Borrow<Circuit>> Permit<H> {
+    /// Dropped unreported: an unstarted probe gives its slot back; a started call follows
+    /// the dropped-call policy.
+    #[cold]
+    #[inline(never)]
+    fn unreported(&mut self) {
         let circuit = self.circuit.borrow();
-        match self.kind {
-            Kind::Untracked => {}
-            _ if self.start == 0 => {
-                if self.kind == Kind::Probe {
-                    circuit.return_probe(self.generation);
-                }
-            }
-            kind => circuit.dropped(kind, self.generation, self.start),
+        if self.start != 0 {
+            circuit.dropped(self.ticket, self.start);
+        } else if self.ticket.is_probe() {
+            circuit.return_probe(self.ticket.generation());
         }
     }
 }
@@ -399,5 +442,7 @@ impl Circuit {
 
 #[inline]
 pub(super) fn ticket(kind: Kind, generation: u64) -> Ticket {
-    Ticket { kind, generation }
+    // The generation is the state word's: 36 bits (see `crate::state`), so the shift
+    // loses nothing.
+    Ticket(generation << 2 | kind as u64)
 }

@@ -482,11 +482,12 @@ impl Circuit {
     ///
     /// [`CallError::Rejected`] when the circuit rejects, [`CallError::Inner`] with the
     /// operation's own error otherwise.
-    pub async fn call<F, T, E>(&self, operation: F) -> Result<T, CallError<E>>
+    pub fn call<F, T, E>(&self, operation: F) -> impl Future<Output = Result<T, CallError<E>>>
     where
         F: Future<Output = Result<T, E>>,
     {
-        self.call_with(&ErrorsAsFailures, operation).await
+        // `call_with`'s future itself, not one awaiting it: one state machine, not two.
+        self.call_with(&ErrorsAsFailures, operation)
     }
 
     /// Asks for the right to make one call, without running it: a [`Permit`] to record

@@ -6,7 +6,7 @@
 //! may fire. Everything else, half-open probes and the out-of-band outcomes (ignored,
 //! shadow, late, dropped), is in [`Circuit::complete_out_of_window`] and below it.
 
-use super::admit::Kind;
+use super::admit::{Kind, Ticket};
 use super::{Circuit, FLAG_COUNT, FLAG_DROPPED_IS_FAILURE, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Word};
 use crate::CircuitState;
 use crate::classify::Verdict;
@@ -22,19 +22,61 @@ const LAST_TIME_RESOLUTION_NS: u64 = 1_000_000;
 impl Circuit {
     // ===== the Closed record path =====
 
-    /// Reports how an admitted call ended.
+    /// Reports how an admitted call ended. A Closed call's success or failure takes
+    /// [`record_closed`](Self::record_closed); everything else (probes, ignored, shadow,
+    /// disabled, [`Verdict::OpenFor`]) [`complete_rare`](Self::complete_rare).
     #[inline]
-    pub(super) fn complete(&self, kind: Kind, generation: u64, start: u64, verdict: Verdict) {
-        if kind != Kind::Windowed || verdict == Verdict::Ignored {
-            return self.complete_out_of_window(kind, generation, start, verdict);
+    pub(super) fn complete(&self, ticket: Ticket, start: u64, verdict: Verdict) {
+        if ticket.is_windowed() {
+            match verdict {
+                Verdict::Success => return self.record_closed(ticket.generation(), start, false),
+                Verdict::Failure => return self.record_closed(ticket.generation(), start, true),
+                _ => {}
+            }
         }
-        let (now, outcome) = self.measure(start, verdict);
+        self.complete_rare(ticket.kind(), ticket.generation(), start, verdict);
+    }
+
+    /// The Closed record path: measure the call, then, for a success that is not slow
+    /// under a time window with no rate threshold (a healthy system's every call), one
+    /// add to the window and the end of the run of failures. Failures, slow calls, count
+    /// windows and rate thresholds take [`record_in_window`](Self::record_in_window).
+    #[inline]
+    fn record_closed(&self, generation: u64, start: u64, failed: bool) {
+        let (now, outcome) = self.measure(start, failed);
         if self.word().generation() != generation {
             // Late: admitted before a transition, it changes no state.
-            return self.shared.window.record_outside(outcome);
+            return self.record_late(outcome);
         }
-        let hot = &self.shared.hot;
         let flags = self.flags();
+        if failed || outcome.slow || flags & (FLAG_COUNT | FLAG_RATES) != 0 {
+            return self.record_in_window(generation, now, outcome, flags, None);
+        }
+        let width = self.shared.hot.width_ns.load(Ordering::Relaxed);
+        // The window first, then the run (see `record_in_window`).
+        self.shared.window.record(now, width, outcome);
+        self.count_run(false);
+    }
+
+    /// A late outcome: the lifetime counts only.
+    #[cold]
+    #[inline(never)]
+    fn record_late(&self, outcome: Outcome) {
+        self.shared.window.record_outside(outcome);
+    }
+
+    /// Records a measured Closed outcome in the window, extends or ends the run, and
+    /// checks the trip rule when it may fire (or opens for `open_for`).
+    #[inline(never)]
+    fn record_in_window(
+        &self,
+        generation: u64,
+        now: u64,
+        outcome: Outcome,
+        flags: u32,
+        open_for: Option<std::time::Duration>,
+    ) {
+        let hot = &self.shared.hot;
         let trip_failure = outcome.failed || (outcome.slow && flags & FLAG_SLOW_IS_FAILURE != 0);
         let width = hot.width_ns.load(Ordering::Relaxed);
         // The window first, then the run: whoever's failure completes the run sees, through
@@ -45,12 +87,27 @@ impl Circuit {
             self.record_counted(outcome);
         }
         let run = self.count_run(trip_failure);
-        if let Verdict::OpenFor(d) = verdict {
+        if let Some(d) = open_for {
             self.open(generation, TransitionReason::RetryAfter, Some(d));
         } else if (trip_failure && run >= hot.failure_threshold.load(Ordering::Relaxed))
             || flags & FLAG_RATES != 0
         {
             self.evaluate(generation, now, width, run, flags);
+        }
+    }
+
+    /// Every outcome but a Closed call's success or failure.
+    #[inline(never)]
+    fn complete_rare(&self, kind: Kind, generation: u64, start: u64, verdict: Verdict) {
+        match (kind, verdict) {
+            (Kind::Windowed, Verdict::OpenFor(d)) => {
+                let (now, outcome) = self.measure(start, true);
+                if self.word().generation() != generation {
+                    return self.record_late(outcome);
+                }
+                self.record_in_window(generation, now, outcome, self.flags(), Some(d));
+            }
+            _ => self.complete_out_of_window(kind, generation, start, verdict),
         }
     }
 
@@ -65,11 +122,11 @@ impl Circuit {
     /// Reads the clock once and turns a success or failure into an outcome (slow or not);
     /// tells the observer and notes the time. Every timed outcome passes here.
     #[inline(always)]
-    fn measure(&self, start: u64, verdict: Verdict) -> (u64, Outcome) {
+    fn measure(&self, start: u64, failed: bool) -> (u64, Outcome) {
         let now = self.now_ns();
         let expected = self.shared.hot.expected_ns.load(Ordering::Relaxed);
         let outcome = Outcome {
-            failed: verdict != Verdict::Success,
+            failed,
             slow: now.saturating_sub(start.saturating_sub(1)) > expected,
         };
         self.note_time(now, outcome.failed);
@@ -155,7 +212,7 @@ impl Circuit {
             }
             return;
         }
-        let (_, outcome) = self.measure(start, verdict);
+        let (_, outcome) = self.measure(start, verdict != Verdict::Success);
         if kind == Kind::Shadow || self.word().generation() != generation {
             // Shadow or late: the lifetime counts only.
             return self.shared.window.record_outside(outcome);
@@ -174,11 +231,11 @@ impl Circuit {
 
     /// A started call's future was dropped before it completed.
     #[cold]
-    pub(super) fn dropped(&self, kind: Kind, generation: u64, start: u64) {
+    pub(super) fn dropped(&self, ticket: Ticket, start: u64) {
         if self.flags() & FLAG_DROPPED_IS_FAILURE != 0 {
-            self.complete(kind, generation, start, Verdict::Failure);
+            self.complete(ticket, start, Verdict::Failure);
         } else {
-            self.complete(kind, generation, start, Verdict::Ignored);
+            self.complete(ticket, start, Verdict::Ignored);
         }
     }
 

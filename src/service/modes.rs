@@ -1,6 +1,6 @@
 //! The service in its other error modes: typed errors, and fallbacks told the cause.
 
-use super::{CircuitBreaker, Decision};
+use super::CircuitBreaker;
 use crate::classify::Classify;
 use crate::error::{CircuitBreakerError, FallbackCause};
 use crate::fallback::{FallbackOnFailureToo, FallbackWithCause, TypedErrors};
@@ -27,13 +27,11 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.take_decision() {
-            Decision::Admitted(mut permit) => {
-                permit.start();
+        match self.take_permit() {
+            Ok(permit) => {
                 TypedFuture::called(self.inner.call(req), permit, self.classifier.clone())
             }
-            Decision::Rejected(open) => TypedFuture::rejected(open),
-            Decision::Undecided => unreachable!(),
+            Err(open) => TypedFuture::rejected(open),
         }
     }
 }
@@ -55,15 +53,13 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.take_decision() {
-            Decision::Admitted(mut permit) => {
-                permit.start();
+        match self.take_permit() {
+            Ok(permit) => {
                 FallbackFuture::called(self.inner.call(req), permit, self.classifier.clone())
             }
-            Decision::Rejected(open) => {
+            Err(open) => {
                 FallbackFuture::fallback(self.fallback.0.call((req, FallbackCause::Rejected(open))))
             }
-            Decision::Undecided => unreachable!(),
         }
     }
 }
@@ -86,9 +82,8 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.take_decision() {
-            Decision::Admitted(mut permit) => {
-                permit.start();
+        match self.take_permit() {
+            Ok(permit) => {
                 let copy = req.clone();
                 OnFailureFuture::called(
                     self.inner.call(req),
@@ -98,10 +93,9 @@ where
                     self.fallback.0.clone(),
                 )
             }
-            Decision::Rejected(open) => OnFailureFuture::fallback(
+            Err(open) => OnFailureFuture::fallback(
                 self.fallback.0.call((req, FallbackCause::Rejected(open))),
             ),
-            Decision::Undecided => unreachable!(),
         }
     }
 }

@@ -12,10 +12,11 @@ use std::future::{Future, Ready};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use tower_circuit_breaker::error::{CallError, CircuitOpen, RejectReason};
+use tower_circuit_breaker::error::{CallError, CircuitBreakerError, CircuitOpen, RejectReason};
 use tower_circuit_breaker::{
-    BoxError, Circuit, CircuitBreaker, CircuitBreakerConfig, SlidingWindow,
+    BoxError, Circuit, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow,
 };
+use tower_layer::Layer;
 use tower_service::Service;
 
 struct Counting;
@@ -219,6 +220,81 @@ fn open_rejections_allocate_at_most_the_boxed_error() {
         "{n} allocations over {REJECTIONS} rejections: more than the boxed error"
     );
     assert_eq!(svc.circuit().stats().rejected_count, WARM_UP + REJECTIONS);
+}
+
+/// Issue 16: in the typed-error mode a rejection is a `CircuitBreakerError::Rejected`
+/// holding the `CircuitOpen` by value: no allocation per rejected call, Open by trip
+/// (with its retry hint) as well as forced open.
+#[test]
+fn typed_error_rejections_allocate_nothing() {
+    let config = CircuitBreakerConfig::dynamodb()
+        .to_builder()
+        .recovery_timeout(std::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let circuit = Circuit::named("dynamodb", config);
+    let cx = &mut Context::from_waker(Waker::noop());
+    let mut svc = CircuitBreakerLayer::from_circuit(circuit.clone())
+        .typed_errors()
+        .layer(Echo);
+    for i in 0..WARM_UP {
+        assert_eq!(drive(&mut svc, i, cx).unwrap(), i);
+    }
+    for _ in 0..10 {
+        let fut = pin!(circuit.call(async { Err::<(), _>("down") }));
+        let _ = fut.poll(cx);
+    }
+    let check = |r: Result<u64, CircuitBreakerError<Infallible>>, reason| match r {
+        Err(CircuitBreakerError::Rejected(open)) => assert_eq!(open.reason(), reason),
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    for (reason, prepare) in [
+        (RejectReason::Open, None),
+        (
+            RejectReason::ForcedOpen,
+            Some(Circuit::force_open as fn(&Circuit)),
+        ),
+    ] {
+        if let Some(prepare) = prepare {
+            prepare(&circuit);
+        }
+        for i in 0..WARM_UP {
+            check(drive(&mut svc, i, cx), reason);
+        }
+        let mut rejected = 0;
+        let n = allocations_in(|| {
+            for i in 0..CALLS {
+                if let Err(CircuitBreakerError::Rejected(_)) = drive(&mut svc, i, cx) {
+                    rejected += 1;
+                }
+            }
+        });
+        assert_eq!(rejected, CALLS);
+        assert_eq!(
+            n, 0,
+            "{n} allocations over {CALLS} typed rejections ({reason:?})"
+        );
+    }
+}
+
+#[test]
+fn typed_error_closed_calls_allocate_nothing() {
+    let mut svc = CircuitBreakerLayer::new(CircuitBreakerConfig::dynamodb())
+        .typed_errors()
+        .layer(Echo);
+    let cx = &mut Context::from_waker(Waker::noop());
+    for i in 0..WARM_UP {
+        assert_eq!(drive(&mut svc, i, cx).unwrap(), i);
+    }
+    let n = allocations_in(|| {
+        for i in 0..CALLS {
+            assert_eq!(drive(&mut svc, i, cx).unwrap(), i);
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "{n} allocations over {CALLS} Closed calls (typed errors)"
+    );
 }
 
 /// Runs `circuit.call` on an async block, polled by hand.
