@@ -21,11 +21,24 @@ use std::task::{Context, Poll, ready};
 use tower_service::Service;
 
 pin_project! {
-    /// An admitted call: the inner future, and the permit that reports its verdict.
+    /// An admitted call: the inner future, and the permit that reports its verdict (and
+    /// holds the handle to the circuit until the future is dropped).
     struct Tracked<F, C> {
         #[pin]
         fut: F,
-        tracker: Option<(Permit<Handle>, C)>,
+        permit: Permit<Handle>,
+        classifier: C,
+    }
+}
+
+impl<F, C> Tracked<F, C> {
+    #[inline]
+    fn new(fut: F, permit: Permit<Handle>, classifier: C) -> Self {
+        Tracked {
+            fut,
+            permit,
+            classifier,
+        }
     }
 }
 
@@ -40,9 +53,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.fut.poll(cx));
-        if let Some((permit, classifier)) = this.tracker.take() {
-            permit.complete(classifier.classify(&result));
-        }
+        this.permit.report(this.classifier.classify(&result));
         Poll::Ready(result)
     }
 }
@@ -67,10 +78,7 @@ impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn called(fut: F, permit: Permit<Handle>, classifier: C) -> Self {
         ResponseFuture {
             state: ResponseState::Called {
-                fut: Tracked {
-                    fut,
-                    tracker: Some((permit, classifier)),
-                },
+                fut: Tracked::new(fut, permit, classifier),
             },
         }
     }
@@ -128,10 +136,7 @@ impl<F, C, G> FallbackFuture<F, C, G> {
     pub(crate) fn called(fut: F, permit: Permit<Handle>, classifier: C) -> Self {
         FallbackFuture {
             state: FallbackState::Called {
-                fut: Tracked {
-                    fut,
-                    tracker: Some((permit, classifier)),
-                },
+                fut: Tracked::new(fut, permit, classifier),
             },
         }
     }
@@ -179,10 +184,7 @@ impl<F, C> TypedFuture<F, C> {
     pub(crate) fn called(fut: F, permit: Permit<Handle>, classifier: C) -> Self {
         TypedFuture {
             state: ResponseState::Called {
-                fut: Tracked {
-                    fut,
-                    tracker: Some((permit, classifier)),
-                },
+                fut: Tracked::new(fut, permit, classifier),
             },
         }
     }
@@ -248,10 +250,7 @@ impl<F, C, G: Service<(R, FallbackCause<E>)>, R, E> OnFailureFuture<F, C, G, R, 
     ) -> Self {
         OnFailureFuture {
             state: OnFailureState::Called {
-                fut: Tracked {
-                    fut,
-                    tracker: Some((permit, classifier)),
-                },
+                fut: Tracked::new(fut, permit, classifier),
                 retry: Some((req, fallback)),
             },
         }

@@ -92,7 +92,6 @@
 //! still make one shard's chains long.
 
 use crate::classify::{Classify, ErrorsAsFailures};
-use crate::error::CallError;
 use crate::stats::TransitionEvent;
 use crate::{Circuit, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerStats};
 use std::fmt;

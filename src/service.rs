@@ -43,6 +43,8 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures, F = NoFallback> {
     /// until `call`: dropped with the service or a forgotten decision, it gives the
     /// probe slot back.
     probe: Option<Permit<Handle>>,
+    /// What admission refused (`Decision::Rejected`), held until `call` makes the error.
+    rejection: Option<Rejection>,
     sleep: Option<Pin<Box<Sleep>>>,
     /// This clone's own handle to the circuit, made on its second call.
     local: Option<Arc<Local>>,
@@ -50,9 +52,10 @@ pub struct CircuitBreaker<S, C = ErrorsAsFailures, F = NoFallback> {
     used: bool,
 }
 
-/// What `poll_ready` decided for the next `call`. `Copy`, so deciding and taking the
-/// decision move two words and run no drop code: the handle a response future needs is
-/// made in `call`, and a probe's slot is held by `CircuitBreaker::probe`.
+/// What `poll_ready` decided for the next `call`. `Copy` and two words, so deciding and
+/// taking the decision run no drop code: the handle a response future needs is made in
+/// `call`, a probe's slot is held by `CircuitBreaker::probe`, and a rejection waits in
+/// `CircuitBreaker::rejection`.
 #[derive(Clone, Copy)]
 enum Decision {
     Undecided,
@@ -60,8 +63,8 @@ enum Decision {
     Admitted(Ticket),
     /// Admitted as a half-open probe: its permit is in `CircuitBreaker::probe`.
     Probe,
-    /// Rejected: the error is made in `call`.
-    Rejected(Rejection),
+    /// Rejected: the rejection is in `CircuitBreaker::rejection`, the error made in `call`.
+    Rejected,
 }
 
 /// How a response future reaches its circuit.
@@ -128,6 +131,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
             backpressure,
             decision: Decision::Undecided,
             probe: None,
+            rejection: None,
             sleep: None,
             local: None,
             used: false,
@@ -177,6 +181,12 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         Decision::Probe
     }
 
+    #[inline]
+    fn rejected(&mut self, rejection: Rejection) -> Decision {
+        self.rejection = Some(rejection);
+        Decision::Rejected
+    }
+
     /// Forgets the decision (the inner service failed to get ready): a probe gives its
     /// slot back, and the next `poll_ready` decides again.
     fn forget_decision(&mut self) {
@@ -213,7 +223,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         if !self.backpressure {
             self.decision = match self.circuit.admit(true) {
                 Ok(ticket) => self.admitted(ticket),
-                Err(rejection) => Decision::Rejected(rejection),
+                Err(rejection) => self.rejected(rejection),
             };
             return Poll::Ready(());
         }
@@ -266,6 +276,13 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         }
     }
 
+    /// The error of the rejection `poll_ready` decided.
+    #[inline]
+    fn rejection_error(&mut self) -> CircuitOpen {
+        let rejection = self.rejection.take().expect("a rejection is held");
+        rejection.into_error(self.circuit.rejection_name())
+    }
+
     /// Acts on the decision `poll_ready` made: the started permit of an admitted call,
     /// or the error of a rejected one.
     #[inline]
@@ -273,9 +290,7 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
         let mut permit = match std::mem::replace(&mut self.decision, Decision::Undecided) {
             Decision::Admitted(ticket) => Permit::new(self.handle(), ticket),
             Decision::Probe => self.probe.take().expect("a probe holds its permit"),
-            Decision::Rejected(rejection) => {
-                return Err(rejection.into_error(self.circuit.rejection_name()));
-            }
+            Decision::Rejected => return Err(self.rejection_error()),
             Decision::Undecided => panic!("poll_ready must be called first"),
         };
         permit.start();

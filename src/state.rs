@@ -112,6 +112,12 @@ impl Word {
         self.0 & (STATE_MASK | MODE_MASK) == 0
     }
 
+    /// True when the word is plain Open (no manual override).
+    #[inline]
+    pub(crate) fn is_open_normal(self) -> bool {
+        self.0 & (STATE_MASK | MODE_MASK) == 1
+    }
+
     #[inline]
     pub(crate) fn generation(self) -> u64 {
         self.0 >> GEN_SHIFT

@@ -187,7 +187,16 @@ impl<H: Borrow<Circuit>> Permit<H> {
     /// Reports the verdict of the call (reads the clock once).
     #[inline]
     pub(crate) fn complete(mut self, verdict: Verdict) {
+        self.report(verdict);
+    }
+
+    /// Reports the verdict of the call (reads the clock once) and keeps the handle: a
+    /// response future reports through the permit it owns and lets go of the handle when
+    /// it is dropped, without moving the permit out. A second report records nothing.
+    #[inline]
+    pub(crate) fn report(&mut self, verdict: Verdict) {
         let ticket = self.ticket;
+        // Before the report, so a panicking observer does not make the drop report again.
         self.ticket = ticket.untracked();
         self.circuit.borrow().complete(ticket, self.start, verdict);
     }
@@ -248,8 +257,24 @@ impl Circuit {
         self.admit_cold(w, count)
     }
 
+    /// Admission when the word is not plain Closed. First what every call of an outage
+    /// takes, an Open circuit during its break: one clock read and the rejection.
     #[inline(never)]
-    fn admit_cold(&self, mut w: Word, count: bool) -> Result<Ticket, Rejection> {
+    fn admit_cold(&self, w: Word, count: bool) -> Result<Ticket, Rejection> {
+        if w.is_open_normal() {
+            let until = self.shared.hot.open_until.load(Ordering::Acquire);
+            let now = self.shared.hot.clock.now_ns_near(until);
+            if now < until {
+                let retry_after = Some(Duration::from_nanos(until - now));
+                return self.reject(RejectReason::Open, retry_after, w, count);
+            }
+        }
+        self.admit_slow(w, count)
+    }
+
+    /// Everything else: overrides, the end of a break, HalfOpen, races with transitions.
+    #[inline(never)]
+    fn admit_slow(&self, mut w: Word, count: bool) -> Result<Ticket, Rejection> {
         let hot = &self.shared.hot;
         loop {
             match (w.mode(), w.state()) {
@@ -364,6 +389,7 @@ impl Circuit {
         opened.is_some() || self.word() != seen
     }
 
+    #[inline]
     fn reject(
         &self,
         reason: RejectReason,

@@ -34,7 +34,7 @@ impl Circuit {
                 _ => {}
             }
         }
-        self.complete_rare(ticket.kind(), ticket.generation(), start, verdict);
+        self.complete_rare(ticket, start, verdict);
     }
 
     /// The Closed record path: measure the call, then, for a success that is not slow
@@ -98,7 +98,8 @@ impl Circuit {
 
     /// Every outcome but a Closed call's success or failure.
     #[inline(never)]
-    fn complete_rare(&self, kind: Kind, generation: u64, start: u64, verdict: Verdict) {
+    fn complete_rare(&self, ticket: Ticket, start: u64, verdict: Verdict) {
+        let (kind, generation) = (ticket.kind(), ticket.generation());
         match (kind, verdict) {
             (Kind::Windowed, Verdict::OpenFor(d)) => {
                 let (now, outcome) = self.measure(start, true);

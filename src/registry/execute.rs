@@ -2,6 +2,7 @@
 //! config)`, with a fallback and, for `execute_with`, a classifier.
 
 use super::*;
+use crate::circuit::Permit;
 
 impl CircuitBreakerRegistry {
     /// Runs `operation` through the circuit of `(service, operation)`, the seed's
@@ -24,21 +25,21 @@ impl CircuitBreakerRegistry {
     /// # Errors
     ///
     /// The operation's error, unchanged, or whatever the fallback returns.
-    pub async fn execute<'c, T, E, F, Fut, G>(
+    pub fn execute<'c, T, E, F, Fut, G>(
         &self,
         service: &str,
         operation: &str,
         f: F,
         fallback: G,
         config: impl Into<Option<&'c CircuitBreakerConfig>>,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         G: ExecuteFallback<T, E>,
     {
+        // `execute_with`'s future itself, not one awaiting it: one state machine.
         self.execute_with(service, operation, &ErrorsAsFailures, f, fallback, config)
-            .await
     }
 
     /// [`execute`](Self::execute) with `classifier` deciding what the operation's `Result`
@@ -77,13 +78,24 @@ impl CircuitBreakerRegistry {
             Ok(h) => &h.0,
             Err(_) => self.overflow_circuit(config),
         };
-        match circuit.call_with(classifier, f()).await {
-            Ok(v) => Ok(v),
-            Err(CallError::Rejected(open)) => fallback.run(FallbackCause::Rejected(open)).await,
-            Err(CallError::Inner(e)) if fallback.on_failure() => {
-                fallback.run(FallbackCause::Failed(e)).await
+        // `Circuit::call_with` written out, so its state machine is not nested in this
+        // one: the operation's future is made first and, if the circuit rejects, dropped
+        // without being polled.
+        let fut = f();
+        let mut permit = match Permit::acquire(circuit) {
+            Ok(permit) => permit,
+            Err(open) => {
+                drop(fut);
+                return fallback.run(FallbackCause::Rejected(open)).await;
             }
-            Err(CallError::Inner(e)) => Err(e),
+        };
+        permit.start();
+        let result = fut.await;
+        permit.complete(classifier.classify(&result));
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) if fallback.on_failure() => fallback.run(FallbackCause::Failed(e)).await,
+            Err(e) => Err(e),
         }
     }
 }
