@@ -49,7 +49,9 @@ where
 {
     type Output = Result<T, E>;
 
-    #[inline]
+    // Always: a response future is this and one branch around it, and inlined into the
+    // caller's poll the permit stays in registers.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.fut.poll(cx));

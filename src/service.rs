@@ -287,14 +287,30 @@ impl<S, C, F> CircuitBreaker<S, C, F> {
     /// or the error of a rejected one.
     #[inline]
     fn take_permit(&mut self) -> Result<Permit<Handle>, CircuitOpen> {
-        let mut permit = match std::mem::replace(&mut self.decision, Decision::Undecided) {
-            Decision::Admitted(ticket) => Permit::new(self.handle(), ticket),
-            Decision::Probe => self.probe.take().expect("a probe holds its permit"),
-            Decision::Rejected => return Err(self.rejection_error()),
-            Decision::Undecided => panic!("poll_ready must be called first"),
+        let decision = std::mem::replace(&mut self.decision, Decision::Undecided);
+        let Decision::Admitted(ticket) = decision else {
+            return self.take_other(decision);
         };
-        permit.start();
-        Ok(permit)
+        let handle = self.handle();
+        // Started through the service's own circuit handle, not the permit's: the clock
+        // read then leaves the permit in registers.
+        Ok(Permit::started(&self.circuit, handle, ticket))
+    }
+
+    /// `take_permit` for a probe, a rejection, or no decision (a contract violation).
+    #[inline]
+    fn take_other(&mut self, decision: Decision) -> Result<Permit<Handle>, CircuitOpen> {
+        match decision {
+            Decision::Probe => {
+                let mut permit = self.probe.take().expect("a probe holds its permit");
+                permit.start();
+                Ok(permit)
+            }
+            Decision::Rejected => Err(self.rejection_error()),
+            Decision::Admitted(_) | Decision::Undecided => {
+                panic!("poll_ready must be called first")
+            }
+        }
     }
 
     /// `poll_ready` of the modes without a fallback: the inner service is polled only when

@@ -152,6 +152,19 @@ impl<H: Borrow<Circuit>> Permit<H> {
         }
     }
 
+    /// The permit for a call `circuit` admitted with [`Circuit::admit`], started now
+    /// (reads the clock once, as [`start`](Self::start)). `circuit` is the circuit
+    /// `handle` leads to, passed apart so the clock read does not go through the handle.
+    #[inline]
+    pub(crate) fn started(circuit: &Circuit, handle: H, ticket: Ticket) -> Self {
+        debug_assert!(circuit.ptr_eq(handle.borrow()));
+        Permit {
+            circuit: handle,
+            ticket,
+            start: circuit.start_ns(),
+        }
+    }
+
     /// Marks the start of the call: reads the clock once, unless slow-call detection is
     /// off (then nothing needs the start, and the call reads the clock only at its end).
     #[inline]
@@ -229,7 +242,7 @@ impl<H: Borrow<Circuit>> Permit<H> {
 
 /// `Permit::start` of a call that is not timed (slow-call detection off). Like any
 /// start it is not 0 (the permit was started); `measure` finds such a call never slow,
-/// since `now - (UNTIMED - 1)` saturates to 0, whatever `expected_ns` is by then.
+/// since `now + 1 - UNTIMED` saturates to 0, whatever `expected_ns` is by then.
 const UNTIMED: u64 = u64::MAX;
 
 impl Circuit {

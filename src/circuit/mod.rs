@@ -137,7 +137,8 @@ const FLAG_COUNT: u32 = 16;
 /// the Closed path reads.
 struct Written {
     consecutive: AtomicU64,
-    /// `ns + 1` of the last success / failure; 0 when none yet.
+    /// When the last success / failure may next be written: its `ns` plus the
+    /// resolution; 0 when none yet (see `Circuit::last_time`).
     last_success: AtomicU64,
     last_failure: AtomicU64,
 }
@@ -415,10 +416,7 @@ impl Circuit {
                 n as f64 / window.calls as f64
             }
         };
-        let time = |cell: &AtomicU64| match cell.load(Ordering::Relaxed) {
-            0 => None,
-            t => Some(self.wall(t - 1)),
-        };
+        let time = |cell: &AtomicU64| Self::last_time(cell).map(|t| self.wall(t));
         let manual_override = match w.mode() {
             Mode::Normal => None,
             Mode::ForcedOpen => Some(ManualOverride::ForcedOpen),

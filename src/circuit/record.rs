@@ -10,7 +10,7 @@ use super::admit::{Kind, Ticket};
 use super::{Circuit, FLAG_COUNT, FLAG_DROPPED_IS_FAILURE, FLAG_RATES, FLAG_SLOW_IS_FAILURE, Word};
 use crate::CircuitState;
 use crate::classify::Verdict;
-use crate::primitives::Ordering;
+use crate::primitives::{AtomicU64, Ordering};
 use crate::state::Mode;
 use crate::stats::TransitionReason;
 use crate::window::Outcome;
@@ -128,7 +128,8 @@ impl Circuit {
         let expected = self.shared.hot.expected_ns.load(Ordering::Relaxed);
         let outcome = Outcome {
             failed,
-            slow: now.saturating_sub(start.saturating_sub(1)) > expected,
+            // `start` is `ns + 1`: the elapsed time is `now + 1 - start`.
+            slow: (now + 1).saturating_sub(start) > expected,
         };
         self.note_time(now, outcome.failed);
         // The observer's only cost on the Closed path: one branch when none is attached.
@@ -154,6 +155,9 @@ impl Circuit {
         }
     }
 
+    /// Notes the time of the last success or failure, at most once per
+    /// `LAST_TIME_RESOLUTION_NS`: the cell holds when it may next be written (see
+    /// [`last_time`]), so the check is one load and one compare.
     #[inline]
     fn note_time(&self, now: u64, failed: bool) {
         let cell = if failed {
@@ -161,9 +165,17 @@ impl Circuit {
         } else {
             &self.shared.written.last_success
         };
-        let last = cell.load(Ordering::Relaxed);
-        if last == 0 || now + 1 >= last + LAST_TIME_RESOLUTION_NS {
-            cell.store(now + 1, Ordering::Relaxed);
+        if now >= cell.load(Ordering::Relaxed) {
+            cell.store(now + LAST_TIME_RESOLUTION_NS, Ordering::Relaxed);
+        }
+    }
+
+    /// The clock time (ns) a last-success or last-failure cell was written at, `None`
+    /// before the first outcome of its kind.
+    pub(super) fn last_time(cell: &AtomicU64) -> Option<u64> {
+        match cell.load(Ordering::Relaxed) {
+            0 => None,
+            next => Some(next - LAST_TIME_RESOLUTION_NS),
         }
     }
 
