@@ -104,6 +104,18 @@ fn main() {
                 .layer(Echo(true));
             (0..n).for_each(|i| count(drive(&mut svc, i)));
         }
+        "closed_call_untimed" => {
+            // Slow-call detection off: one clock read per call instead of two.
+            let config = CircuitBreakerConfig::dynamodb()
+                .to_builder()
+                .expected_response_time(Duration::MAX)
+                .build()
+                .unwrap();
+            let circuit = Circuit::new(config);
+            (0..n).for_each(|i| {
+                count(now(circuit.call(async move { Ok::<_, Infallible>(black_box(i)) })).is_ok())
+            });
+        }
         "open_call" => {
             let circuit = tripped();
             (0..n).for_each(|i| {
