@@ -157,62 +157,25 @@ impl<R: BufRead> InsightsCsv<R> {
     /// limit (a longer row is read past, not kept).
     fn read_row(&mut self) -> io::Result<Row> {
         let state = &mut self.state;
-        state.row.clear();
         let first = state.line + 1;
         let mut quoted = false;
-        let mut too_long = false;
-        let mut any = false;
-        loop {
-            let buf = match self.inner.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if buf.is_empty() {
-                if !any {
-                    return Ok(Row::End);
-                }
-                state.line += 1;
-                return Ok(if too_long {
-                    Row::TooLong(first)
-                } else {
-                    Row::Kept(first)
-                });
-            }
-            any = true;
-            let mut used = 0;
-            let mut end = false;
-            for &b in buf {
-                used += 1;
+        let mut newlines = 0;
+        let read =
+            super::bounded::read_bounded(&mut self.inner, &mut state.row, self.max_row, |b| {
                 match b {
                     b'"' => quoted = !quoted,
-                    b'\n' if !quoted => {
-                        end = true;
-                        break;
-                    }
-                    b'\n' => state.line += 1,
+                    b'\n' if !quoted => return true,
+                    b'\n' => newlines += 1,
                     _ => {}
                 }
-            }
-            let chunk = &buf[..if end { used - 1 } else { used }];
-            if !too_long {
-                if state.row.len() + chunk.len() > self.max_row {
-                    too_long = true;
-                    state.row.clear();
-                } else {
-                    state.row.extend_from_slice(chunk);
-                }
-            }
-            self.inner.consume(used);
-            if end {
-                state.line += 1;
-                return Ok(if too_long {
-                    Row::TooLong(first)
-                } else {
-                    Row::Kept(first)
-                });
-            }
-        }
+                false
+            })?;
+        state.line += newlines + 1;
+        Ok(match read {
+            None => Row::End,
+            Some(true) => Row::Kept(first),
+            Some(false) => Row::TooLong(first),
+        })
     }
 }
 

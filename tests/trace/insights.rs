@@ -1,5 +1,6 @@
 //! The CloudWatch Logs Insights CSV converter: the column mapping, and hostile exports.
 
+use crate::Endless;
 use std::io::{BufReader, Read};
 use tower_circuit_breaker::trace::{InsightsError, TraceOutcome, insights_csv};
 
@@ -118,21 +119,6 @@ fn bad_rows_are_errors_with_their_line_and_the_rest_is_read() {
     assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 1);
     // The message does not quote the value.
     assert!(!all[2].as_ref().unwrap_err().to_string().contains("maybe"));
-}
-
-/// `len` bytes of `byte`, produced as read.
-struct Endless {
-    left: u64,
-    byte: u8,
-}
-
-impl Read for Endless {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (buf.len() as u64).min(self.left) as usize;
-        buf[..n].fill(self.byte);
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 #[test]

@@ -6,3 +6,19 @@
 mod insights;
 mod reader;
 mod recorder;
+
+/// `left` bytes of `byte`, produced as read: nothing the size of the input is allocated
+/// by the test itself.
+struct Endless {
+    left: u64,
+    byte: u8,
+}
+
+impl std::io::Read for Endless {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize;
+        buf[..n].fill(self.byte);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}

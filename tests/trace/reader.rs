@@ -1,5 +1,6 @@
 //! The reader and writer: round trips, and what every kind of bad line does.
 
+use crate::Endless;
 use std::io::{self, BufReader, Read};
 use tower_circuit_breaker::trace::{
     DEFAULT_MAX_LINE, TraceError, TraceOutcome, TraceReader, TraceRecord, TraceWriter,
@@ -74,22 +75,6 @@ fn every_bad_line_is_a_typed_error_with_its_line_and_reading_goes_on() {
         assert!(!e.to_string().contains("\u{0}"));
     }
     assert_eq!(all.iter().filter(|r| r.is_ok()).count(), 11);
-}
-
-/// `len` bytes of `byte`, produced as read: nothing the size of the input is allocated by
-/// the test itself.
-struct Endless {
-    left: u64,
-    byte: u8,
-}
-
-impl Read for Endless {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (buf.len() as u64).min(self.left) as usize;
-        buf[..n].fill(self.byte);
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 #[test]
