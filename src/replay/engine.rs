@@ -24,6 +24,9 @@ const MAX_DURATION_US: u64 = 1_000_000_000_000;
 
 /// Calls per batch handed to the workers.
 const BATCH: usize = 8 * 1024;
+/// Batches queued per worker (each 192 KiB): enough that a worker the scheduler
+/// holds back does not stall the feeder and the other workers at once.
+const QUEUED_BATCHES: usize = 16;
 
 /// One call, as the workers see it: times in nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug)]
@@ -362,7 +365,7 @@ impl Engine {
 }
 
 fn spawn_worker(runs: Vec<ConfigRun>) -> (SyncSender<Job>, JoinHandle<Vec<ConfigRun>>) {
-    let (tx, rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(4);
+    let (tx, rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(QUEUED_BATCHES);
     let thread = std::thread::Builder::new()
         .name("tcb-replay".into())
         .spawn(move || {

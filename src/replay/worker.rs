@@ -120,7 +120,12 @@ impl ConfigRun {
         let bucket_ms = self.bucket_ms;
         let run = self.key_run(e.key, e.start_ns);
         run.circuit.set_manual_time(e.start_ns - run.origin_ns);
-        let admitted = run.circuit.try_acquire();
+        // `try_acquire` without building the rejection's error: admission counts it.
+        let admitted = run.circuit.admit(true).map(|ticket| {
+            let mut permit = Permit::new(run.circuit.clone(), ticket);
+            permit.start();
+            permit
+        });
         let start_ms = e.start_ns / 1_000_000;
         let bucket_start = start_ms - start_ms % bucket_ms;
         if run
