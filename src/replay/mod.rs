@@ -23,7 +23,7 @@
 //! time window's buckets are counted from there. (A live circuit made earlier, at start-up,
 //! cuts its buckets elsewhere; with a rate criterion or a minimum count that can move a
 //! transition by up to one bucket's width.) Backoff jitter is seeded from that first
-//! call's time, so it is the same on every run.
+//! call's time, so it is the same on every run (and not the draws a live circuit made).
 //!
 //! # Streaming
 //!

@@ -13,8 +13,11 @@ use tokio::time::{Instant, sleep_until};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_circuit_breaker::replay::{Replay, ReplayOptions};
 use tower_circuit_breaker::trace::{Recorder, RecorderLayer, TraceReader, rejections_ignored};
-use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+use tower_circuit_breaker::{
+    CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, SlidingWindow,
+};
 
+/// The time-window config the run is checked with; the other tests vary it.
 fn config() -> CircuitBreakerConfig {
     CircuitBreakerConfig::builder()
         .failure_threshold(3)
@@ -41,10 +44,40 @@ fn fault(at_ms: u64, n: u64) -> (u64, bool) {
 
 #[tokio::test(start_paused = true)]
 async fn replay_reproduces_a_live_runs_transitions_to_the_millisecond() {
+    agree(config()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_count_window_and_a_failure_rate() {
+    let config = config()
+        .to_builder()
+        .sliding_window(SlidingWindow::Count(20))
+        .failure_threshold(20)
+        .failure_rate_threshold(0.4)
+        .build()
+        .unwrap();
+    agree(config).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_growing_break_without_jitter() {
+    // (With jitter a live circuit draws its own random breaks: only a replay is
+    // repeatable then.)
+    let config = config()
+        .to_builder()
+        .backoff(2.0, Duration::from_secs(20), 0.0)
+        .build()
+        .unwrap();
+    agree(config).await;
+}
+
+/// Runs the live scenario under `config`, replays its trace under `config`, and checks
+/// the transitions are the same, at the same milliseconds.
+async fn agree(config: CircuitBreakerConfig) {
     let (recorder, writer) = Recorder::spawn(Vec::new(), 1 << 16);
     let origin = recorder.origin();
     let origin_ms = recorder.origin_ms();
-    let breaker = CircuitBreakerLayer::for_operation("fault", "call", config());
+    let breaker = CircuitBreakerLayer::for_operation("fault", "call", config.clone());
     let live: Arc<Mutex<Vec<(u64, CircuitState)>>> = Arc::default();
     let sink = live.clone();
     breaker.circuit().on_transition(move |e| {
@@ -85,7 +118,7 @@ async fn replay_reproduces_a_live_runs_transitions_to_the_millisecond() {
 
     let mut options = ReplayOptions::default();
     options.threads = 1;
-    let mut replay = Replay::with_options(vec![("live".into(), config())], options);
+    let mut replay = Replay::with_options(vec![("live".into(), config)], options);
     for record in TraceReader::new(trace.as_slice()) {
         replay.feed(&record.unwrap());
     }
