@@ -117,8 +117,10 @@ impl std::fmt::Debug for Recorder {
 
 /// The writer thread of a [`Recorder`]: flush it, or finish it to get the writer back.
 ///
-/// Dropping the handle stops the thread after it has written what is queued (without
-/// waiting for it).
+/// Call [`finish`](Self::finish) at shutdown: it is what guarantees every queued call is
+/// written and flushed before the process exits. Dropping the handle instead asks the
+/// thread to stop once it has written what is queued, without waiting for it (the
+/// thread also stops, flushing, when every [`Recorder`] clone and the handle are gone).
 pub struct RecorderHandle<W> {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<io::Result<(W, u64)>>>,
