@@ -70,7 +70,7 @@ fn recorder(c: &mut Criterion) {
     }
     let bytes = out.into_inner().len();
     println!(
-        "recorder: {:.1} trace bytes per call (mean of the seed's three keys); a queue slot is 40 bytes",
+        "recorder: {:.1} trace bytes per call (mean of the seed's three keys); a queue slot is 32 bytes",
         bytes as f64 / keys.len() as f64,
     );
 }
