@@ -165,3 +165,34 @@ async fn record_inside_a_circuit_call_records_the_calls_let_through() {
         (7_000, TraceOutcome::Fail)
     );
 }
+
+#[test]
+fn calls_recorded_from_four_threads_are_all_counted_once() {
+    let (recorder, writer) = Recorder::spawn(Vec::new(), 1 << 16);
+    let keys: Vec<_> = (0..4)
+        .map(|t| recorder.key("s", &format!("op{t}")))
+        .collect();
+    std::thread::scope(|s| {
+        for &key in &keys {
+            let recorder = recorder.clone();
+            s.spawn(move || {
+                for _ in 0..5_000 {
+                    recorder.finish(key, recorder.start(), Verdict::Success);
+                }
+            });
+        }
+    });
+    // The same pair registered again is the same key.
+    assert_eq!(recorder.key("s", "op2"), keys[2]);
+    drop(recorder);
+    let (bytes, stats) = writer.finish().unwrap();
+    assert_eq!(stats.queued + stats.dropped, 20_000);
+    assert_eq!(stats.written, stats.queued);
+    let all = records(&bytes);
+    assert_eq!(all.len() as u64, stats.written);
+    for t in 0..4 {
+        let op = format!("op{t}");
+        let n = all.iter().filter(|r| r.operation == op).count();
+        assert!(n > 0, "{op}");
+    }
+}
