@@ -162,6 +162,9 @@ mod layer;
 pub mod metrics;
 mod primitives;
 pub mod registry;
+#[cfg(feature = "replay")]
+#[cfg_attr(docsrs, doc(cfg(feature = "replay")))]
+pub mod replay;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
@@ -170,6 +173,9 @@ mod state;
 pub mod stats;
 #[cfg(feature = "serde")]
 mod time;
+#[cfg(feature = "trace")]
+#[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
+pub mod trace;
 mod window;
 
 pub use circuit::{Circuit, Permit};

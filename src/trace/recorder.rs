@@ -1,0 +1,306 @@
+//! [`Recorder`]: a bounded queue of finished calls and the thread that writes them.
+
+use super::{TraceOutcome, TraceRecord, TraceWriter};
+use crate::classify::Verdict;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// The circuit key a call is recorded under: `(service, operation)`, shared by every call
+/// of one layer (one allocation per layer, none per call).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecordKey(Arc<(Box<str>, Box<str>)>);
+
+impl RecordKey {
+    /// The key of `service`'s `operation`.
+    pub fn new(service: &str, operation: &str) -> Self {
+        RecordKey(Arc::new((service.into(), operation.into())))
+    }
+
+    /// The service.
+    pub fn service(&self) -> &str {
+        &self.0.0
+    }
+
+    /// The operation.
+    pub fn operation(&self) -> &str {
+        &self.0.1
+    }
+}
+
+/// When a call started, on the recorder's clock: from [`Recorder::start`].
+#[derive(Clone, Copy, Debug)]
+pub struct CallStart(Instant);
+
+/// One finished call in the queue: 40 bytes, no allocation (the key is shared).
+struct Entry {
+    start_ms: u64,
+    duration_us: u64,
+    outcome: TraceOutcome,
+    key: RecordKey,
+}
+
+enum Message {
+    Call(Entry),
+    /// Everything before this is written and flushed; then the sender is answered.
+    Flush(SyncSender<()>),
+    /// Write what is queued, flush, and stop.
+    Stop,
+}
+
+struct Shared {
+    tx: SyncSender<Message>,
+    /// The wall clock at `origin`, in whole milliseconds since the Unix epoch.
+    origin_ms: u64,
+    origin: Instant,
+    queued: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Counts of a recorder's life: see [`Recorder::stats`] and [`RecorderHandle::finish`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecorderStats {
+    /// Calls accepted into the queue.
+    pub queued: u64,
+    /// Calls dropped because the queue was full (never blocking the call).
+    pub dropped: u64,
+    /// Calls written to the trace (known once the writer has finished; 0 before).
+    pub written: u64,
+}
+
+/// Records finished calls into a trace without ever blocking or failing them.
+///
+/// [`Recorder::spawn`] starts one writer thread with a bounded queue in front of it
+/// ([`std::sync::mpsc::sync_channel`], lock-free on the sending side). A call is queued
+/// with one non-blocking `try_send`; when the queue is full the call is dropped from the
+/// trace and counted ([`RecorderStats::dropped`]), and the call itself goes on
+/// untouched. The writer thread turns queued calls into JSON lines through a
+/// [`TraceWriter`] over a `BufWriter`.
+///
+/// Cheap to clone (an `Arc`). The tower face is [`RecorderLayer`](super::RecorderLayer);
+/// [`start`](Self::start) and [`finish`](Self::finish) are the hook for anything else
+/// (a [`Circuit::call_with`](crate::Circuit::call_with), a registry's call, a permit).
+///
+/// # Time
+///
+/// Start times are the wall clock when the recorder was made plus tokio's
+/// [`Instant`] since, in whole milliseconds; durations are tokio's
+/// [`Instant`] differences in microseconds. So under a paused tokio clock a
+/// recorded run moves with `advance`, exactly like a circuit's clock, and a replay of it
+/// lands on the same milliseconds.
+///
+/// ```
+/// use tower_circuit_breaker::classify::Verdict;
+/// use tower_circuit_breaker::trace::{RecordKey, Recorder};
+///
+/// let (recorder, handle) = Recorder::spawn(Vec::new(), 1024);
+/// let key = RecordKey::new("dynamodb", "query");
+/// let start = recorder.start();
+/// // ... the call ...
+/// recorder.finish(&key, start, Verdict::Success);
+/// drop(recorder);
+/// let (bytes, stats) = handle.finish().unwrap();
+/// assert_eq!(stats.written, 1);
+/// assert!(String::from_utf8(bytes).unwrap().contains("\"svc\":\"dynamodb\""));
+/// ```
+#[derive(Clone)]
+pub struct Recorder {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer thread of a [`Recorder`]: flush it, or finish it to get the writer back.
+///
+/// Dropping the handle stops the thread after it has written what is queued (without
+/// waiting for it).
+pub struct RecorderHandle<W> {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<io::Result<(W, u64)>>>,
+    flush: Mutex<()>,
+}
+
+impl<W> std::fmt::Debug for RecorderHandle<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecorderHandle").finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// A recorder whose calls `writer` receives as JSON lines, through a queue of
+    /// `capacity` calls (at least 1; each slot is about 48 bytes). Starts one thread.
+    pub fn spawn<W: Write + Send + 'static>(
+        writer: W,
+        capacity: usize,
+    ) -> (Self, RecorderHandle<W>) {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        let origin = Instant::now();
+        let origin_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let shared = Arc::new(Shared {
+            tx,
+            origin_ms,
+            origin,
+            queued: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        let thread = std::thread::Builder::new()
+            .name("tcb-trace-writer".into())
+            .spawn(move || write_loop(rx, writer))
+            .expect("spawning the trace writer thread");
+        let handle = RecorderHandle {
+            shared: shared.clone(),
+            thread: Some(thread),
+            flush: Mutex::new(()),
+        };
+        (Recorder { shared }, handle)
+    }
+
+    /// Marks the start of a call.
+    #[inline]
+    pub fn start(&self) -> CallStart {
+        CallStart(Instant::now())
+    }
+
+    /// Records a call that started at `start` and ended now with `verdict`
+    /// ([`Verdict::OpenFor`] is a failure). Never blocks: a full queue drops the record
+    /// and counts it.
+    #[inline]
+    pub fn finish(&self, key: &RecordKey, start: CallStart, verdict: Verdict) {
+        let now = Instant::now();
+        let outcome = match verdict {
+            Verdict::Success => TraceOutcome::Ok,
+            Verdict::Ignored => TraceOutcome::Ignored,
+            _ => TraceOutcome::Fail,
+        };
+        let since = start.0.saturating_duration_since(self.shared.origin);
+        self.push(Entry {
+            start_ms: self.shared.origin_ms + since.as_millis() as u64,
+            duration_us: now.saturating_duration_since(start.0).as_micros() as u64,
+            outcome,
+            key: key.clone(),
+        });
+    }
+
+    #[inline]
+    fn push(&self, entry: Entry) {
+        match self.shared.tx.try_send(Message::Call(entry)) {
+            Ok(()) => {
+                self.shared.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The wall-clock milliseconds of the recorder's time origin (start times are this
+    /// plus tokio time since; see [Time](Self#time)).
+    pub fn origin_ms(&self) -> u64 {
+        self.shared.origin_ms
+    }
+
+    /// The tokio instant of the recorder's time origin.
+    pub fn origin(&self) -> Instant {
+        self.shared.origin
+    }
+
+    /// Calls queued and dropped so far (`written` is 0 here: see
+    /// [`RecorderHandle::finish`]).
+    pub fn stats(&self) -> RecorderStats {
+        RecorderStats {
+            queued: self.shared.queued.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            written: 0,
+        }
+    }
+}
+
+impl<W> RecorderHandle<W> {
+    /// Waits until everything queued before this call is written and flushed. Blocks the
+    /// calling thread (not a call path: use it in tests, at shutdown).
+    ///
+    /// # Errors
+    ///
+    /// When the writer thread has stopped (its writer failed).
+    pub fn flush(&self) -> io::Result<()> {
+        let _one = self.flush.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, rx) = sync_channel(1);
+        self.shared
+            .tx
+            .send(Message::Flush(tx))
+            .map_err(|_| io::Error::other("the trace writer has stopped"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the trace writer has stopped"))
+    }
+
+    /// Writes what is queued, flushes, stops the thread and returns the writer with the
+    /// final counts. Blocks the calling thread. Calls recorded after this are dropped and
+    /// counted.
+    ///
+    /// # Errors
+    ///
+    /// The writer's first error (the thread stops writing at it).
+    pub fn finish(mut self) -> io::Result<(W, RecorderStats)> {
+        let _ = self.shared.tx.send(Message::Stop);
+        let thread = self.thread.take().expect("finish runs once");
+        let (writer, written) = thread
+            .join()
+            .map_err(|_| io::Error::other("the trace writer thread panicked"))??;
+        let stats = RecorderStats {
+            queued: self.shared.queued.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            written,
+        };
+        Ok((writer, stats))
+    }
+}
+
+impl<W> Drop for RecorderHandle<W> {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            // Not waiting: the thread writes what is queued and stops.
+            let _ = self.shared.tx.try_send(Message::Stop);
+        }
+    }
+}
+
+fn write_loop<W: Write>(rx: Receiver<Message>, writer: W) -> io::Result<(W, u64)> {
+    let mut out = TraceWriter::new(io::BufWriter::with_capacity(64 * 1024, writer));
+    let mut record = TraceRecord::new(0, 0, TraceOutcome::Ok, String::new(), String::new());
+    while let Ok(message) = rx.recv() {
+        match message {
+            Message::Call(entry) => {
+                record.start_ms = entry.start_ms;
+                record.duration_us = entry.duration_us;
+                record.outcome = entry.outcome;
+                record.service.clear();
+                record.service.push_str(entry.key.service());
+                record.operation.clear();
+                record.operation.push_str(entry.key.operation());
+                out.write(&record)?;
+            }
+            Message::Flush(done) => {
+                out.flush()?;
+                let _ = done.send(());
+            }
+            Message::Stop => break,
+        }
+    }
+    out.flush()?;
+    let written = out.records_written();
+    let writer = out.into_inner().into_inner().map_err(|e| e.into_error())?;
+    Ok((writer, written))
+}
