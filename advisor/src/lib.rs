@@ -7,11 +7,18 @@
 //!
 //! The guide is docs/advisor.md.
 
+pub mod advise;
 pub mod args;
+pub mod document;
 mod error;
 pub mod generate;
+pub mod rank;
+pub mod replay;
+pub mod report;
 pub mod rng;
 pub mod search;
+pub mod svg;
+pub mod traffic;
 
 pub use error::AdvisorError;
 
@@ -64,11 +71,11 @@ pub fn run_generate(args: &GenerateArgs) -> Result<(), AdvisorError> {
     Ok(())
 }
 
-/// `tcb-advisor advise` (placeholder until the replay API lands).
+/// `tcb-advisor advise`: see [`advise::run`].
 ///
 /// # Errors
 ///
-/// Never yet.
-pub fn run_advise(_args: &args::AdviseArgs) -> Result<(), AdvisorError> {
-    Ok(())
+/// See [`advise::run`].
+pub fn run_advise(args: &args::AdviseArgs) -> Result<(), AdvisorError> {
+    advise::run(args)
 }

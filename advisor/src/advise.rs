@@ -1,0 +1,405 @@
+//! `tcb-advisor advise`: read the trace twice (its span, then the replay), rank, print,
+//! write.
+
+use crate::args::AdviseArgs;
+use crate::document;
+use crate::error::AdvisorError;
+use crate::rank::{self, Costs, Row, Score};
+use crate::replay::{self, KeyResult};
+use crate::report::{self, Band, Section};
+use crate::search::{self, Candidate, Origin};
+use crate::traffic::Traffic;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use tower_circuit_breaker::trace::{TraceReader, TraceRecord};
+use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry, RegistryConfig};
+
+/// Buckets of the report's time axis.
+const REPORT_BUCKETS: u64 = 150;
+
+/// One key's outcome.
+#[derive(Clone, Debug)]
+pub struct KeyAdvice {
+    /// `(service, operation)`.
+    pub key: (String, String),
+    /// The candidates that ran on this key (the grid, the presets, its `current`).
+    pub candidates: Vec<Candidate>,
+    /// Their scores, by candidate.
+    pub scores: Vec<Score>,
+    /// Candidate indices, best first.
+    pub order: Vec<usize>,
+    /// The Pareto front, in rank order.
+    pub front: Vec<usize>,
+    /// The replay's per-candidate timelines, for the report.
+    results: Vec<KeyResult>,
+}
+
+impl KeyAdvice {
+    /// The winning candidate.
+    pub fn winner(&self) -> &Candidate {
+        &self.candidates[self.order[0]]
+    }
+
+    /// The score of the candidate named `name`.
+    pub fn score_of(&self, name: &str) -> Option<&Score> {
+        let i = self.candidates.iter().position(|c| c.name == name)?;
+        Some(&self.scores[i])
+    }
+
+    /// The name of the seed preset for this key, when the service has one.
+    pub fn seed_name(&self) -> Option<&'static str> {
+        match self.key.0.as_str() {
+            "cognito" => Some("preset:cognito"),
+            "dynamodb" => Some("preset:dynamodb"),
+            "apigateway-management" => Some("preset:api_gateway"),
+            _ => None,
+        }
+    }
+}
+
+/// Everything an advice found.
+#[derive(Clone, Debug)]
+pub struct Advice {
+    /// Per key, in key order.
+    pub keys: Vec<KeyAdvice>,
+    /// The trace's traffic.
+    pub traffic: Traffic,
+    /// The weights used.
+    pub costs: Costs,
+    /// The winners as a config document.
+    pub document: RegistryConfig,
+}
+
+fn open(path: &Path) -> Result<TraceReader<BufReader<File>>, AdvisorError> {
+    let file = File::open(path).map_err(AdvisorError::io(path))?;
+    Ok(TraceReader::new(BufReader::new(file)))
+}
+
+/// Every record of the trace at `path`, streamed; a malformed line stops it.
+fn for_each_record(path: &Path, mut f: impl FnMut(&TraceRecord)) -> Result<(), AdvisorError> {
+    for record in open(path)? {
+        let record = record.map_err(|e| AdvisorError::Trace(path.to_owned(), e.to_string()))?;
+        f(&record);
+    }
+    Ok(())
+}
+
+/// The config `key` runs with under `current` (the document in force), given that its
+/// call site passes the seed preset of its service (the chat backend does), or the
+/// document's default for other services.
+fn current_for(
+    current: &RegistryConfig,
+    key: &(String, String),
+) -> Result<CircuitBreakerConfig, String> {
+    let base = search::preset_for(&key.0).unwrap_or_else(|| current.default.clone());
+    current
+        .resolve(&key.0, &key.1, &base)
+        .map_err(|e| e.to_string())
+}
+
+/// Replays the trace at `path` and ranks the candidates per key.
+///
+/// # Errors
+///
+/// An unreadable or malformed trace, an empty one, a refused `--current` document.
+pub fn advise(
+    path: &Path,
+    current: Option<&RegistryConfig>,
+    costs: Costs,
+) -> Result<Advice, AdvisorError> {
+    // Pass 1: the span and the keys.
+    let mut span: Option<(u64, u64)> = None;
+    let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for_each_record(path, |r| {
+        let end = r.start_ms + r.duration_us.div_ceil(1_000);
+        span = Some(match span {
+            None => (r.start_ms, end),
+            Some((a, b)) => (a.min(r.start_ms), b.max(end)),
+        });
+        // Look up by borrowed names: no allocation per record for a key already seen.
+        match services.get_mut(&r.service) {
+            Some(ops) if ops.contains(&r.operation) => {}
+            Some(ops) => {
+                ops.insert(r.operation.clone());
+            }
+            None => {
+                services.insert(r.service.clone(), BTreeSet::from([r.operation.clone()]));
+            }
+        }
+    })?;
+    let keys: Vec<(String, String)> = services
+        .into_iter()
+        .flat_map(|(s, ops)| ops.into_iter().map(move |o| (s.clone(), o)))
+        .collect();
+    let (start_ms, end_ms) = span.ok_or_else(|| AdvisorError::EmptyTrace(path.to_owned()))?;
+
+    // The candidates: presets, then each key's current config, then the grid.
+    let mut candidates = search::presets();
+    if let Some(doc) = current {
+        for key in &keys {
+            let config =
+                current_for(doc, key).map_err(|e| AdvisorError::Config(path.to_owned(), e))?;
+            candidates.push(Candidate {
+                name: "current".to_owned(),
+                origin: Origin::Current,
+                key: Some(key.clone()),
+                config,
+            });
+        }
+    }
+    candidates.extend(search::grid());
+
+    // Pass 2: the replay and the traffic, together.
+    let mut traffic = Traffic::new(start_ms, end_ms, REPORT_BUCKETS, replay::REPLAY_BUCKET_MS);
+    let mut run = replay::Run::new(&candidates);
+    for_each_record(path, |r| {
+        traffic.add(r);
+        run.feed(r);
+    })?;
+    let mut results = run.finish(&mut traffic);
+
+    let mut out = Vec::new();
+    for key in keys {
+        let mut per_key = results.remove(&key).unwrap_or_default();
+        let mine: Vec<usize> = (0..candidates.len())
+            .filter(|&i| candidates[i].key.as_ref().is_none_or(|k| *k == key))
+            .collect();
+        let cands: Vec<Candidate> = mine.iter().map(|&i| candidates[i].clone()).collect();
+        let key_results: Vec<KeyResult> = mine
+            .iter()
+            .map(|&i| std::mem::take(&mut per_key[i]))
+            .collect();
+        let scores: Vec<Score> = key_results.iter().map(|r| r.score.clone()).collect();
+        let order = rank::rank(&scores, costs);
+        let front = rank::pareto_front(&scores, &order);
+        out.push(KeyAdvice {
+            key,
+            candidates: cands,
+            scores,
+            order,
+            front,
+            results: key_results,
+        });
+    }
+    let document =
+        document::with_winners(current, out.iter().map(|k| (&k.key, &k.winner().config)));
+    Ok(Advice {
+        keys: out,
+        traffic,
+        costs,
+        document,
+    })
+}
+
+/// The rows printed for a key: the front (at most `top`, the winner first), then the
+/// seed preset and the current config when they are not on it.
+pub fn rows(k: &KeyAdvice, top: usize) -> Vec<(String, usize)> {
+    let mut rows: Vec<(String, usize)> = Vec::new();
+    let winner = k.order[0];
+    rows.push(("winner".to_owned(), winner));
+    for &i in k
+        .front
+        .iter()
+        .filter(|&&i| i != winner)
+        .take(top.saturating_sub(1))
+    {
+        rows.push(("front".to_owned(), i));
+    }
+    let mut extra = |role: &str, name: &str| {
+        if let Some(i) = k.candidates.iter().position(|c| c.name == name) {
+            match rows.iter_mut().find(|(_, j)| *j == i) {
+                Some(row) => row.0 = format!("{}, {role}", row.0),
+                None => rows.push((role.to_owned(), i)),
+            }
+        }
+    };
+    if let Some(seed) = k.seed_name() {
+        extra("seed", seed);
+    }
+    extra("current", "current");
+    rows
+}
+
+/// The table printed for a key.
+pub fn key_table(k: &KeyAdvice, top: usize, costs: Costs) -> String {
+    let rows = rows(k, top);
+    let rows: Vec<Row<'_>> = rows
+        .iter()
+        .map(|(role, i)| Row {
+            role,
+            name: &k.candidates[*i].name,
+            score: &k.scores[*i],
+        })
+        .collect();
+    rank::table(&rows, costs)
+}
+
+/// One sentence on the winner against the seed preset (or the runner-up).
+fn verdict(k: &KeyAdvice, costs: Costs) -> String {
+    let w = &k.scores[k.order[0]];
+    let name = &k.winner().name;
+    let against = k
+        .seed_name()
+        .and_then(|s| Some((s, k.score_of(s)?)))
+        .or_else(|| {
+            k.order
+                .get(1)
+                .map(|&i| (k.candidates[i].name.as_str(), &k.scores[i]))
+        });
+    match against {
+        Some((other, o)) => format!(
+            "Winner {name}: cost {} against {} for {other}: it lets {} failing calls through ({} for {other}) and rejects {} good calls ({}).",
+            costs.of(w),
+            costs.of(o),
+            w.failed_let_through + w.failed_outside,
+            o.failed_let_through + o.failed_outside,
+            w.false_rejections,
+            o.false_rejections
+        ),
+        None => format!("Winner {name}: cost {}.", costs.of(w)),
+    }
+}
+
+/// The HTML report of `advice`.
+pub fn html(advice: &Advice, trace_name: &str, top: usize) -> String {
+    let sections: Vec<Section<'_>> = advice
+        .keys
+        .iter()
+        .map(|k| {
+            let mut picks: Vec<(String, usize)> = Vec::new();
+            for (n, &i) in k.order.iter().take(3).enumerate() {
+                let role = if n == 0 {
+                    "winner".to_owned()
+                } else {
+                    format!("#{}", n + 1)
+                };
+                picks.push((role, i));
+            }
+            for (role, i) in rows(k, top) {
+                if (role.contains("seed") || role.contains("current"))
+                    && !picks.iter().any(|(_, j)| *j == i)
+                {
+                    picks.push((role, i));
+                }
+            }
+            let bands = picks
+                .into_iter()
+                .map(|(role, i)| Band {
+                    role,
+                    name: k.candidates[i].name.clone(),
+                    segments: k.results[i].segments.clone(),
+                    lost: k.results[i].lost.clone(),
+                    saved: k.results[i].saved.clone(),
+                    score: k.scores[i].clone(),
+                })
+                .collect();
+            Section {
+                key: &k.key,
+                traffic: &advice.traffic.keys[&k.key],
+                bands,
+                table: key_table(k, top, advice.costs),
+                verdict: verdict(k, advice.costs),
+            }
+        })
+        .collect();
+    report::render(trace_name, advice.costs, &advice.traffic, &sections)
+}
+
+/// Checks that `text` loads into a registry and gives each key its winner.
+///
+/// # Errors
+///
+/// The registry's error, or the first key whose resolved config differs.
+pub fn check_document(text: &str, json: bool, advice: &Advice) -> Result<(), String> {
+    let doc = if json {
+        RegistryConfig::from_json(text)
+    } else {
+        RegistryConfig::from_toml(text)
+    }
+    .map_err(|e| e.to_string())?;
+    let registry = CircuitBreakerRegistry::new();
+    registry
+        .apply_config(doc.clone())
+        .map_err(|e| e.to_string())?;
+    for k in &advice.keys {
+        let got = current_for(&doc, &k.key)?;
+        if got != k.winner().config {
+            return Err(format!(
+                "{}/{} resolves to {} instead of the winner {}",
+                k.key.0,
+                k.key.1,
+                search::describe(&got),
+                k.winner().name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The text printed by `advise`: one table per key.
+pub fn printed(advice: &Advice, top: usize) -> String {
+    let mut out = String::new();
+    for k in &advice.keys {
+        out.push_str(&format!(
+            "\n{} / {}: {} configs replayed; winner {}\n\n",
+            k.key.0,
+            k.key.1,
+            k.candidates.len(),
+            k.winner().name
+        ));
+        out.push_str(&key_table(k, top, advice.costs));
+    }
+    out
+}
+
+/// Keys by name, for tests.
+pub fn by_key(advice: &Advice) -> BTreeMap<(String, String), &KeyAdvice> {
+    advice.keys.iter().map(|k| (k.key.clone(), k)).collect()
+}
+
+/// `tcb-advisor advise`.
+///
+/// # Errors
+///
+/// See [`advise`]; writing `--out` or `--report`; a written document that does not load.
+pub fn run(args: &AdviseArgs) -> Result<(), AdvisorError> {
+    let current = match &args.current {
+        Some(p) => Some(
+            RegistryConfig::from_file(p)
+                .map_err(|e| AdvisorError::Config(p.clone(), e.to_string()))?,
+        ),
+        None => None,
+    };
+    let costs = Costs {
+        failed: args.cost_failed,
+        rejected: args.cost_rejected,
+    };
+    let advice = advise(&args.trace, current.as_ref(), costs)?;
+    print!("{}", printed(&advice, args.top));
+    if let Some(out) = &args.out {
+        let json = out.extension().is_some_and(|e| e == "json");
+        let text = if json {
+            advice.document.to_json()
+        } else {
+            advice.document.to_toml()
+        }
+        .map_err(|e| AdvisorError::Config(out.clone(), e.to_string()))?;
+        check_document(&text, json, &advice).map_err(|e| AdvisorError::Config(out.clone(), e))?;
+        std::fs::write(out, text).map_err(AdvisorError::io(out))?;
+        println!(
+            "\nwrote {} (loads with CircuitBreakerRegistry::apply_config)",
+            out.display()
+        );
+    }
+    if let Some(path) = &args.report {
+        let name = args
+            .trace
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        std::fs::write(path, html(&advice, &name, args.top)).map_err(AdvisorError::io(path))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
