@@ -140,7 +140,7 @@ pub fn advise(
     if let Some(doc) = current {
         for key in &keys {
             let config =
-                current_for(doc, key).map_err(|e| AdvisorError::Config(path.to_owned(), e))?;
+                current_for(doc, key).map_err(|e| AdvisorError::Config("--current".into(), e))?;
             candidates.push(Candidate {
                 name: "current".to_owned(),
                 origin: Origin::Current,
