@@ -29,12 +29,16 @@
 //!    path (Open admission, transitions, stats): once tokio's clock and the real clock
 //!    disagree by more than a few ticks, the circuit follows tokio's clock for good.
 //!
+//! * **Manual**: a time the owner sets ([`Clock::manual`], [`Clock::set_manual_ns`]):
+//!   the replay (feature `replay`) drives its circuits' clocks from a trace. Checked only
+//!   where the coarse source is not in use, so it costs the coarse Closed path nothing.
+//!
 //! So tests under `#[tokio::test(start_paused = true)]` get exactly tokio's time, and a
 //! production circuit gets a 5 ns clock. Call [`tokio::time::pause`] *before* building a
 //! circuit whose Closed-path timing a test depends on (with `start_paused` that is always
 //! the case).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use tokio::time::Instant;
 
 /// Coarse time coarser than this (a larger tick) is not used.
@@ -52,6 +56,8 @@ const SOURCE_COARSE: u8 = 0;
 const SOURCE_PRECISE: u8 = 1;
 /// Precise for good: tokio's clock was seen paused or advanced.
 const SOURCE_TOKIO_PINNED: u8 = 2;
+/// Set by the owner (`manual`); never changes source.
+const SOURCE_MANUAL: u8 = 3;
 
 /// A circuit's clock: nanoseconds since the circuit was created.
 #[derive(Debug)]
@@ -60,6 +66,8 @@ pub(crate) struct Clock {
     origin: Instant,
     /// The coarse clock's reading at `origin`, in nanoseconds.
     origin_coarse: u64,
+    /// The time of a manual clock, in nanoseconds since its origin (0 otherwise).
+    manual: AtomicU64,
 }
 
 impl Clock {
@@ -72,6 +80,7 @@ impl Clock {
             source: AtomicU8::new(SOURCE_PRECISE),
             origin,
             origin_coarse,
+            manual: AtomicU64::new(0),
         };
         if TOKIO_CLOCK_DETACHED.load(Ordering::Relaxed) || tokio_clock_is_paused() {
             TOKIO_CLOCK_DETACHED.store(true, Ordering::Relaxed);
@@ -82,7 +91,26 @@ impl Clock {
         clock
     }
 
-    /// Chooses coarse or precise for a (new) configuration. A pinned clock stays pinned.
+    /// A clock that reads what [`set_manual_ns`](Self::set_manual_ns) last set (0 at
+    /// first), whatever tokio's or the machine's clock do.
+    #[cfg_attr(not(feature = "replay"), allow(dead_code))]
+    pub(crate) fn manual() -> Self {
+        Clock {
+            source: AtomicU8::new(SOURCE_MANUAL),
+            origin: Instant::now(),
+            origin_coarse: 0,
+            manual: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets a manual clock's time (nanoseconds since its origin); no effect on another.
+    #[cfg_attr(not(feature = "replay"), allow(dead_code))]
+    pub(crate) fn set_manual_ns(&self, ns: u64) {
+        self.manual.store(ns, Ordering::Relaxed);
+    }
+
+    /// Chooses coarse or precise for a (new) configuration. A pinned or manual clock
+    /// keeps its source.
     pub(crate) fn configure(&self, spans_ns: u64) {
         let coarse_ok = spans_ns >= MIN_COARSE_SPAN_NS
             && coarse::resolution_ns().is_some_and(|r| r <= MAX_COARSE_RESOLUTION_NS);
@@ -94,7 +122,7 @@ impl Clock {
         let _ = self
             .source
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
-                (s != SOURCE_TOKIO_PINNED).then_some(want)
+                (s != SOURCE_TOKIO_PINNED && s != SOURCE_MANUAL).then_some(want)
             });
     }
 
@@ -131,6 +159,9 @@ impl Clock {
     }
 
     fn precise_ns(&self) -> u64 {
+        if self.source.load(Ordering::Relaxed) == SOURCE_MANUAL {
+            return self.manual.load(Ordering::Relaxed);
+        }
         Instant::now()
             .saturating_duration_since(self.origin)
             .as_nanos() as u64
@@ -218,6 +249,19 @@ mod tests {
         clock.configure(MIN_COARSE_SPAN_NS);
         let pinned = clock.source.load(Ordering::Relaxed) == SOURCE_TOKIO_PINNED;
         assert_eq!(clock.is_coarse(), cfg!(target_os = "linux") && !pinned);
+    }
+
+    #[test]
+    fn a_manual_clock_reads_what_was_set() {
+        let clock = Clock::manual();
+        assert_eq!(clock.now_ns(), 0);
+        clock.set_manual_ns(5_000_000);
+        assert_eq!(clock.now_ns(), 5_000_000);
+        assert_eq!(clock.now_ns_checked(), 5_000_000);
+        assert_eq!(clock.now_ns_near(5_000_000), 5_000_000);
+        clock.configure(MIN_COARSE_SPAN_NS);
+        assert!(!clock.is_coarse());
+        assert_eq!(clock.now_ns(), 5_000_000);
     }
 
     #[tokio::test(start_paused = true)]

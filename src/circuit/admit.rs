@@ -143,6 +143,12 @@ impl<H: Borrow<Circuit>> Permit<H> {
         self.complete(Verdict::Failure);
     }
 
+    /// Whether the permit is a half-open probe's (the replay counts probes).
+    #[cfg_attr(not(feature = "replay"), allow(dead_code))]
+    pub(crate) fn is_probe(&self) -> bool {
+        self.kind == Kind::Probe
+    }
+
     /// The circuit the permit was granted by.
     pub fn circuit(&self) -> &Circuit {
         self.circuit.borrow()

@@ -252,7 +252,54 @@ impl Circuit {
         observer: Option<Box<dyn CircuitObserver>>,
     ) -> Self {
         let clock = Clock::new(config.clock_span_ns());
-        let origin_wall = SystemTime::now();
+        Self::assemble(
+            name,
+            operation_at,
+            config,
+            observer,
+            clock,
+            SystemTime::now(),
+        )
+    }
+
+    /// A circuit on a manual clock (see [`crate::clock`]), for a simulation: its time is
+    /// what [`set_manual_time`](Self::set_manual_time) last set, in nanoseconds after
+    /// `origin_wall` (which stamps its events and seeds its jitter, so a simulation is
+    /// deterministic). No observer.
+    #[cfg_attr(not(feature = "replay"), allow(dead_code))]
+    pub(crate) fn with_manual_clock(
+        name: Arc<str>,
+        operation_at: u32,
+        config: CircuitBreakerConfig,
+        origin_wall: SystemTime,
+    ) -> Self {
+        Self::assemble(
+            name,
+            operation_at,
+            config,
+            None,
+            Clock::manual(),
+            origin_wall,
+        )
+    }
+
+    /// Sets the time of a circuit made by [`with_manual_clock`](Self::with_manual_clock),
+    /// in nanoseconds after its `origin_wall`; no effect on another circuit. The time
+    /// should not go back.
+    #[cfg_attr(not(feature = "replay"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn set_manual_time(&self, ns: u64) {
+        self.shared.hot.clock.set_manual_ns(ns);
+    }
+
+    fn assemble(
+        name: Arc<str>,
+        operation_at: u32,
+        config: CircuitBreakerConfig,
+        observer: Option<Box<dyn CircuitObserver>>,
+        clock: Clock,
+        origin_wall: SystemTime,
+    ) -> Self {
         let window = Window::new(config.window_buckets as usize);
         let count = match config.sliding_window {
             SlidingWindow::Count(n) => Some(Box::new(CountWindow::new(n))),

@@ -73,6 +73,7 @@
 mod engine;
 mod incidents;
 mod report;
+mod worker;
 
 pub use report::{
     ConfigReport, Counts, Incident, IncidentResponse, KeyReport, KeyTraffic, OutcomeBucket,
@@ -130,8 +131,13 @@ pub struct ReplayOptions {
     /// Incident inference and the report's time buckets.
     pub incidents: IncidentRule,
     /// Worker threads the configurations are split across; 0 (the default): as many as
-    /// the machine has cores, at most one per configuration.
+    /// the machine has cores, at most one per configuration. One runs them on the
+    /// caller's thread. The report does not depend on it.
     pub threads: usize,
+    /// Distinct keys replayed (default 1 000): each costs a circuit per configuration.
+    /// Records of further keys are counted
+    /// ([`ReplayReport::records_over_key_limit`]) and left out.
+    pub max_keys: usize,
 }
 
 impl Default for ReplayOptions {
@@ -140,6 +146,7 @@ impl Default for ReplayOptions {
             reorder_window: Duration::from_secs(60),
             incidents: IncidentRule::default(),
             threads: 0,
+            max_keys: 1_000,
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct ReplayReport {
     /// Records left out because they started before the reorder window allowed (see
     /// [`ReplayOptions::reorder_window`](super::ReplayOptions::reorder_window)).
     pub late_records: u64,
+    /// Records left out because their key came after the key limit (see
+    /// [`ReplayOptions::max_keys`](super::ReplayOptions::max_keys)).
+    pub records_over_key_limit: u64,
     /// The earliest call start, ms since the Unix epoch (0 for an empty trace).
     pub start_ms: u64,
     /// The latest call end, ms since the Unix epoch, rounded up.
