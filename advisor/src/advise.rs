@@ -50,12 +50,7 @@ impl KeyAdvice {
 
     /// The name of the seed preset for this key, when the service has one.
     pub fn seed_name(&self) -> Option<&'static str> {
-        match self.key.0.as_str() {
-            "cognito" => Some("preset:cognito"),
-            "dynamodb" => Some("preset:dynamodb"),
-            "apigateway-management" => Some("preset:api_gateway"),
-            _ => None,
-        }
+        seed_name(&self.key.0)
     }
 }
 
@@ -70,6 +65,16 @@ pub struct Advice {
     pub costs: Costs,
     /// The winners as a config document.
     pub document: RegistryConfig,
+}
+
+/// The name of the seed preset the chat backend uses for `service`, if any.
+fn seed_name(service: &str) -> Option<&'static str> {
+    match service {
+        "cognito" => Some("preset:cognito"),
+        "dynamodb" => Some("preset:dynamodb"),
+        "apigateway-management" => Some("preset:api_gateway"),
+        _ => None,
+    }
 }
 
 fn open(path: &Path) -> Result<TraceReader<BufReader<File>>, AdvisorError> {
@@ -172,7 +177,16 @@ pub fn advise(
             .map(|&i| std::mem::take(&mut per_key[i]))
             .collect();
         let scores: Vec<Score> = key_results.iter().map(|r| r.score.clone()).collect();
-        let order = rank::rank(&scores, costs);
+        let seed = seed_name(&key.0);
+        let priority: Vec<u8> = cands
+            .iter()
+            .map(|c| match c.origin {
+                Origin::Current => 0,
+                Origin::Preset if Some(c.name.as_str()) == seed => 1,
+                _ => 2,
+            })
+            .collect();
+        let order = rank::rank(&scores, &priority, costs);
         let front = rank::pareto_front(&scores, &order);
         out.push(KeyAdvice {
             key,

@@ -8,8 +8,8 @@
 //! `--cost-failed` when a failing call costs more than a refused one (it holds a Lambda
 //! for a timeout, it adds load to a struggling dependency, it is retried); raise
 //! `--cost-rejected` when a refusal costs more (a lost write with no retry). Ties go to
-//! fewer false opens, then fewer opens, then the earlier candidate (presets and the
-//! current config come before the grid, so an equal grid point does not replace them).
+//! fewer false opens, then fewer opens, then the config in force, then the key's seed
+//! preset (a change must earn its place), then the earlier candidate.
 
 use std::fmt::Write as _;
 
@@ -72,9 +72,11 @@ impl Costs {
     }
 }
 
-/// Indices of `scores`, best first: by cost, then false opens, then opens, then index.
-pub fn rank(scores: &[Score], costs: Costs) -> Vec<usize> {
+/// Indices of `scores`, best first: by cost, then false opens, then opens, then
+/// `priority` (lower first: the config in force, the key's seed preset), then index.
+pub fn rank(scores: &[Score], priority: &[u8], costs: Costs) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
+    let prio = |i: usize| priority.get(i).copied().unwrap_or(u8::MAX);
     order.sort_by(|&a, &b| {
         let (sa, sb) = (&scores[a], &scores[b]);
         costs
@@ -82,6 +84,7 @@ pub fn rank(scores: &[Score], costs: Costs) -> Vec<usize> {
             .total_cmp(&costs.of(sb))
             .then(sa.false_opens.cmp(&sb.false_opens))
             .then(sa.opens.cmp(&sb.opens))
+            .then(prio(a).cmp(&prio(b)))
             .then(a.cmp(&b))
     });
     order
@@ -227,14 +230,15 @@ mod tests {
             score(0, 20),
             score(5, 5),
         ];
-        let order = rank(&scores, Costs::default());
+        let order = rank(&scores, &[], Costs::default());
         assert_eq!(order, vec![0, 1, 4, 2, 3]);
+        assert_eq!(rank(&scores, &[9, 9, 9, 9, 0], Costs::default())[0], 4);
         assert_eq!(pareto_front(&scores, &order), vec![0, 1, 3]);
         let heavy = Costs {
             failed: 10.0,
             rejected: 1.0,
         };
-        assert_eq!(rank(&scores, heavy)[0], 3);
+        assert_eq!(rank(&scores, &[], heavy)[0], 3);
     }
 
     #[test]

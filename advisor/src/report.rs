@@ -130,7 +130,7 @@ fn section_svg(traffic: &Traffic, axis: &Axis, s: &Section<'_>) -> String {
     let mid =
         |b: usize| axis.x(traffic.start_ms + traffic.bucket_ms * b as u64 + traffic.bucket_ms / 2);
     let bar_w = (WIDTH - LEFT - RIGHT) / traffic.buckets as f64;
-    let (rate_y, rate_h) = (18.0, 56.0);
+    let (rate_y, rate_h) = (30.0, 56.0);
     let (err_y, err_h) = (rate_y + rate_h + 14.0, 44.0);
     let (lat_y, lat_h) = (err_y + err_h + 14.0, 56.0);
     let traffic_bottom = lat_y + lat_h;
@@ -326,7 +326,7 @@ fn section_svg(traffic: &Traffic, axis: &Axis, s: &Section<'_>) -> String {
         svg.text(x, axis_y + 12.0, &clock(tick), "middle", 10, "#444");
         tick += step;
     }
-    svg.text(LEFT - 8.0, axis_y + 12.0, "UTC", "end", 10, "#444");
+    svg.text(LEFT - 24.0, axis_y + 12.0, "UTC", "end", 10, "#444");
     svg.finish(WIDTH, height)
 }
 

@@ -34,8 +34,14 @@ fn run(cmd: &mut Command) -> Output {
 #[test]
 fn help_prints_the_usage() {
     let out = run(bin().arg("--help"));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), tcb_advisor::args::HELP);
-    let bad = bin().args(["advise", "x.jsonl", "--cost-failed", "lots"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        tcb_advisor::args::HELP
+    );
+    let bad = bin()
+        .args(["advise", "x.jsonl", "--cost-failed", "lots"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`--cost-failed` needs a number"));
 }
@@ -62,21 +68,40 @@ fn advise_writes_a_loadable_document_and_a_self_contained_report() {
     let registry = CircuitBreakerRegistry::new();
     registry.apply_config(doc.clone()).unwrap();
     // The chat backend passes the seed preset at the call site; the document wins.
-    let circuit = registry.circuit("dynamodb", "storeUserMessage", &CircuitBreakerConfig::dynamodb());
+    let circuit = registry.circuit(
+        "dynamodb",
+        "storeUserMessage",
+        &CircuitBreakerConfig::dynamodb(),
+    );
     let written = &doc.services["dynamodb"].operations["storeUserMessage"];
-    assert_eq!(Some(circuit.config().failure_threshold()), written.failure_threshold);
-    assert_eq!(Some(circuit.config().recovery_timeout()), written.recovery_timeout);
+    assert_eq!(
+        Some(circuit.config().failure_threshold()),
+        written.failure_threshold
+    );
+    assert_eq!(
+        Some(circuit.config().recovery_timeout()),
+        written.recovery_timeout
+    );
 
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert_eq!(html.matches("<h2>").count(), 3, "one section per key");
     assert!(html.contains("<svg"));
-    for outside in ["<script", "<link", "<img", "<iframe", "@import", "url(", "src=", "href="] {
-        assert!(!html.contains(outside), "the report refers outside itself: {outside}");
+    for outside in [
+        "<script", "<link", "<img", "<iframe", "@import", "url(", "src=", "href=",
+    ] {
+        assert!(
+            !html.contains(outside),
+            "the report refers outside itself: {outside}"
+        );
     }
     // The one URL is the SVG namespace, never fetched.
     let urls = html.matches("http://").count() + html.matches("https://").count();
-    assert_eq!(urls, html.matches(r#"xmlns="http://www.w3.org/2000/svg""#).count());
+    assert_eq!(
+        urls,
+        html.matches(r#"xmlns="http://www.w3.org/2000/svg""#)
+            .count()
+    );
 }
 
 #[test]
@@ -84,10 +109,16 @@ fn same_input_gives_the_same_bytes() {
     let (a, b) = (scratch("det-a"), scratch("det-b"));
     let out_a = advise_into(&a, "throttling");
     let out_b = advise_into(&b, "throttling");
-    let strip = |o: &Output, d: &Path| String::from_utf8_lossy(&o.stdout).replace(&d.display().to_string(), "DIR");
+    let strip = |o: &Output, d: &Path| {
+        String::from_utf8_lossy(&o.stdout).replace(&d.display().to_string(), "DIR")
+    };
     assert_eq!(strip(&out_a, &a), strip(&out_b, &b));
     for file in ["best.toml", "report.html"] {
-        assert_eq!(std::fs::read(a.join(file)).unwrap(), std::fs::read(b.join(file)).unwrap(), "{file}");
+        assert_eq!(
+            std::fs::read(a.join(file)).unwrap(),
+            std::fs::read(b.join(file)).unwrap(),
+            "{file}"
+        );
     }
 }
 
@@ -97,7 +128,11 @@ fn the_shipped_samples_are_what_generate_writes() {
     run(bin().args(["generate", "--all", "--dir"]).arg(&dir));
     for name in tcb_advisor::generate::SCENARIOS {
         let fresh = std::fs::read(dir.join(format!("{name}.jsonl"))).unwrap();
-        assert_eq!(fresh, std::fs::read(sample(name)).unwrap(), "{name}: run `tcb-advisor generate --all --dir advisor/traces`");
+        assert_eq!(
+            fresh,
+            std::fs::read(sample(name)).unwrap(),
+            "{name}: run `tcb-advisor generate --all --dir advisor/traces`"
+        );
     }
 }
 
@@ -106,8 +141,16 @@ fn bad_traces_are_refused_with_the_line() {
     let dir = scratch("bad");
     let cases = [
         ("empty.jsonl", "", "holds no call"),
-        ("garbage.jsonl", "{\"t\":1,\"d\":2,\"o\":\"ok\",\"svc\":\"a\",\"op\":\"b\"}\nnot json\n", "2"),
-        ("outcome.jsonl", "{\"t\":1,\"d\":2,\"o\":\"maybe\",\"svc\":\"a\",\"op\":\"b\"}\n", "1"),
+        (
+            "garbage.jsonl",
+            "{\"t\":1,\"d\":2,\"o\":\"ok\",\"svc\":\"a\",\"op\":\"b\"}\nnot json\n",
+            "2",
+        ),
+        (
+            "outcome.jsonl",
+            "{\"t\":1,\"d\":2,\"o\":\"maybe\",\"svc\":\"a\",\"op\":\"b\"}\n",
+            "1",
+        ),
     ];
     for (file, text, says) in cases {
         let path = dir.join(file);
@@ -117,7 +160,10 @@ fn bad_traces_are_refused_with_the_line() {
         assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
         assert!(stderr.contains(says), "{file}: {stderr}");
     }
-    let missing = bin().args(["advise", "/nonexistent/trace.jsonl"]).output().unwrap();
+    let missing = bin()
+        .args(["advise", "/nonexistent/trace.jsonl"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
 }
 
@@ -141,6 +187,10 @@ fn current_document_is_replayed_and_kept() {
     assert!(stdout.contains("current"), "{stdout}");
     let doc = RegistryConfig::from_file(dir.join("best.json")).unwrap();
     assert_eq!(doc.limits.capacity(), 500);
-    assert!(doc.services["dynamodb"].operations.contains_key("storeUserMessage"));
+    assert!(
+        doc.services["dynamodb"]
+            .operations
+            .contains_key("storeUserMessage")
+    );
     CircuitBreakerRegistry::new().apply_config(doc).unwrap();
 }

@@ -24,7 +24,11 @@ fn advice(name: &str) -> &'static Advice {
             .map(|n| (n.to_string(), OnceLock::new()))
             .collect()
     });
-    let slot = &cache.iter().find(|(n, _)| n == name).expect("a shipped trace").1;
+    let slot = &cache
+        .iter()
+        .find(|(n, _)| n == name)
+        .expect("a shipped trace")
+        .1;
     slot.get_or_init(|| advise(&trace(name), None, Costs::default()).expect("advise"))
 }
 
@@ -37,9 +41,14 @@ fn catches_every_incident_of_ten_seconds_or_more() {
             let w = &k.scores[k.order[0]];
             incidents += w.incidents;
             assert_eq!(
-                w.caught, w.incidents,
+                w.caught,
+                w.incidents,
                 "{name}: {}/{} winner {} caught {}/{}",
-                k.key.0, k.key.1, k.winner().name, w.caught, w.incidents
+                k.key.0,
+                k.key.1,
+                k.winner().name,
+                w.caught,
+                w.incidents
             );
         }
         assert!(incidents > 0, "{name} has no incident of 10 s or more");
@@ -51,7 +60,14 @@ fn no_false_open_on_the_healthy_day() {
     // The healthy day's own advice never opens...
     for k in &advice("healthy").keys {
         let w = &k.scores[k.order[0]];
-        assert_eq!((w.opens, w.false_opens), (0, 0), "{}/{}: {}", k.key.0, k.key.1, k.winner().name);
+        assert_eq!(
+            (w.opens, w.false_opens),
+            (0, 0),
+            "{}/{}: {}",
+            k.key.0,
+            k.key.1,
+            k.winner().name
+        );
     }
     // ...and neither do the configs recommended on the incident traces, replayed on it.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("advisor-healthy");
@@ -85,7 +101,13 @@ fn costs_no_more_than_any_seed_preset() {
                 .collect();
             assert_eq!(presets.len(), 3);
             for (preset, cost) in presets {
-                assert!(best <= cost, "{name} {}/{}: winner {best} > {} {cost}", k.key.0, k.key.1, preset.name);
+                assert!(
+                    best <= cost,
+                    "{name} {}/{}: winner {best} > {} {cost}",
+                    k.key.0,
+                    k.key.1,
+                    preset.name
+                );
             }
         }
     }
@@ -99,6 +121,11 @@ fn the_winners_beat_the_seed_where_there_was_an_incident() {
     for k in &a.keys {
         let seed = k.score_of(k.seed_name().unwrap()).unwrap();
         let best = &k.scores[k.order[0]];
-        assert!(a.costs.of(best) < a.costs.of(seed), "{}/{}", k.key.0, k.key.1);
+        assert!(
+            a.costs.of(best) < a.costs.of(seed),
+            "{}/{}",
+            k.key.0,
+            k.key.1
+        );
     }
 }
