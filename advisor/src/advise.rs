@@ -16,6 +16,11 @@ use std::path::Path;
 use tower_circuit_breaker::trace::{TraceReader, TraceRecord};
 use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerRegistry, RegistryConfig};
 
+/// Keys (`service`/`operation`) an advice replays at most: each costs a circuit per
+/// candidate (about 500) and a row of the report's buckets. A trace with more is refused;
+/// split it by key.
+pub const MAX_KEYS: usize = 50;
+
 /// Buckets of the report's time axis.
 const REPORT_BUCKETS: u64 = 150;
 
@@ -82,11 +87,33 @@ fn open(path: &Path) -> Result<TraceReader<BufReader<File>>, AdvisorError> {
     Ok(TraceReader::new(BufReader::new(file)))
 }
 
-/// Every record of the trace at `path`, streamed; a malformed line stops it.
-fn for_each_record(path: &Path, mut f: impl FnMut(&TraceRecord)) -> Result<(), AdvisorError> {
-    for record in open(path)? {
+/// Calls starting after this (ms since the epoch, 2286-11-20) are refused: a replay keeps
+/// time in nanoseconds, and no trace of a real service starts later.
+pub const MAX_START_MS: u64 = 10_000_000_000_000;
+
+/// Calls longer than this (24 h, in µs) are refused: no client waits that long, and the
+/// replay would hold them in flight for the whole trace.
+pub const MAX_DURATION_US: u64 = 86_400_000_000;
+
+/// Every record of the trace at `path`, streamed; a malformed line, a time or duration
+/// past the limits above, or an error from `f`, stops it.
+fn for_each_record(
+    path: &Path,
+    mut f: impl FnMut(&TraceRecord) -> Result<(), AdvisorError>,
+) -> Result<(), AdvisorError> {
+    let mut reader = open(path)?;
+    while let Some(record) = reader.next() {
         let record = record.map_err(|e| AdvisorError::Trace(path.to_owned(), e.to_string()))?;
-        f(&record);
+        if record.start_ms > MAX_START_MS || record.duration_us > MAX_DURATION_US {
+            return Err(AdvisorError::Trace(
+                path.to_owned(),
+                format!(
+                    "line {}: `t` must be at most {MAX_START_MS} and `d` at most {MAX_DURATION_US}",
+                    reader.line_number()
+                ),
+            ));
+        }
+        f(&record)?;
     }
     Ok(())
 }
@@ -117,15 +144,16 @@ pub fn advise(
     // Pass 1: the span and the keys.
     let mut span: Option<(u64, u64)> = None;
     let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut key_count = 0;
     for_each_record(path, |r| {
-        let end = r.start_ms + r.duration_us.div_ceil(1_000);
+        let end = r.start_ms.saturating_add(r.duration_us.div_ceil(1_000));
         span = Some(match span {
             None => (r.start_ms, end),
             Some((a, b)) => (a.min(r.start_ms), b.max(end)),
         });
         // Look up by borrowed names: no allocation per record for a key already seen.
         match services.get_mut(&r.service) {
-            Some(ops) if ops.contains(&r.operation) => {}
+            Some(ops) if ops.contains(&r.operation) => return Ok(()),
             Some(ops) => {
                 ops.insert(r.operation.clone());
             }
@@ -133,6 +161,11 @@ pub fn advise(
                 services.insert(r.service.clone(), BTreeSet::from([r.operation.clone()]));
             }
         }
+        key_count += 1;
+        if key_count > MAX_KEYS {
+            return Err(AdvisorError::TooManyKeys(path.to_owned()));
+        }
+        Ok(())
     })?;
     let keys: Vec<(String, String)> = services
         .into_iter()
@@ -162,6 +195,7 @@ pub fn advise(
     for_each_record(path, |r| {
         traffic.add(r);
         run.feed(r);
+        Ok(())
     })?;
     let mut results = run.finish(&mut traffic);
 
@@ -282,14 +316,29 @@ pub fn html(advice: &Advice, trace_name: &str, top: usize) -> String {
         .keys
         .iter()
         .map(|k| {
+            // The winner and the next two that behaved differently (many grid points
+            // tie: a field that never mattered on this trace).
+            let behaviour = |i: usize| {
+                let s = &k.scores[i];
+                (
+                    s.failed_let_through,
+                    s.failed_outside,
+                    s.false_rejections,
+                    s.opens,
+                )
+            };
             let mut picks: Vec<(String, usize)> = Vec::new();
-            for (n, &i) in k.order.iter().take(3).enumerate() {
-                let role = if n == 0 {
-                    "winner".to_owned()
-                } else {
-                    format!("#{}", n + 1)
-                };
-                picks.push((role, i));
+            for &i in &k.order {
+                if picks.len() == 3 {
+                    break;
+                }
+                if !picks.iter().any(|(_, j)| behaviour(*j) == behaviour(i)) {
+                    let role = match picks.len() {
+                        0 => "winner".to_owned(),
+                        n => format!("#{}", n + 1),
+                    };
+                    picks.push((role, i));
+                }
             }
             for (role, i) in rows(k, top) {
                 if (role.contains("seed") || role.contains("current"))

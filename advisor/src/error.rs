@@ -15,6 +15,8 @@ pub enum AdvisorError {
     Config(PathBuf, String),
     /// The trace holds no call.
     EmptyTrace(PathBuf),
+    /// The trace names more keys than [`MAX_KEYS`](crate::advise::MAX_KEYS).
+    TooManyKeys(PathBuf),
 }
 
 impl AdvisorError {
@@ -30,6 +32,12 @@ impl fmt::Display for AdvisorError {
             AdvisorError::Trace(p, e) => write!(f, "{}: {e}", p.display()),
             AdvisorError::Config(p, e) => write!(f, "{}: {e}", p.display()),
             AdvisorError::EmptyTrace(p) => write!(f, "{}: the trace holds no call", p.display()),
+            AdvisorError::TooManyKeys(p) => write!(
+                f,
+                "{}: the trace names more than {} keys (service/operation); split it by key",
+                p.display(),
+                crate::advise::MAX_KEYS
+            ),
         }
     }
 }

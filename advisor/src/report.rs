@@ -105,7 +105,7 @@ p {{ margin: 4px 0; font-size: 14px; }} pre {{ font-size: 11.5px; background: #f
     );
     let axis = Axis {
         start_ms: traffic.start_ms,
-        span_ms: traffic.bucket_ms * traffic.buckets as u64,
+        span_ms: traffic.bucket_ms.saturating_mul(traffic.buckets as u64),
     };
     for s in sections {
         let _ = write!(
@@ -127,8 +127,10 @@ fn section_svg(traffic: &Traffic, axis: &Axis, s: &Section<'_>) -> String {
     let mut svg = Svg::default();
     let t = s.traffic;
     let secs = traffic.bucket_ms as f64 / 1_000.0;
-    let mid =
-        |b: usize| axis.x(traffic.start_ms + traffic.bucket_ms * b as u64 + traffic.bucket_ms / 2);
+    let mid = |b: usize| {
+        let offset = traffic.bucket_ms.saturating_mul(b as u64) + traffic.bucket_ms / 2;
+        axis.x(traffic.start_ms.saturating_add(offset))
+    };
     let bar_w = (WIDTH - LEFT - RIGHT) / traffic.buckets as f64;
     let (rate_y, rate_h) = (30.0, 56.0);
     let (err_y, err_h) = (rate_y + rate_h + 14.0, 44.0);
@@ -138,17 +140,28 @@ fn section_svg(traffic: &Traffic, axis: &Axis, s: &Section<'_>) -> String {
     let band_h = 62.0;
     let height = band_top + band_h * s.bands.len() as f64 + 24.0;
     // Incidents behind everything.
-    for inc in &t.incidents {
+    // Labels in two rows, so neighbours do not write over each other.
+    for (n, inc) in t.incidents.iter().enumerate() {
         let (x0, x1) = (axis.x(inc.start_ms), axis.x(inc.end_ms));
         svg.rect(
             x0,
-            rate_y - 12.0,
+            rate_y - 28.0,
             (x1 - x0).max(2.0),
-            height - rate_y - 10.0,
+            height - rate_y + 4.0,
             INCIDENT,
             Some(&inc.label),
         );
-        svg.text(x0 + 2.0, rate_y - 3.0, &inc.label, "start", 10, "#a33");
+        let label_y = if n % 2 == 0 {
+            rate_y - 4.0
+        } else {
+            rate_y - 16.0
+        };
+        // Near the right edge the label ends at the incident's end instead.
+        if x0 + 240.0 > WIDTH {
+            svg.text(x1 - 2.0, label_y, &inc.label, "end", 10, "#a33");
+        } else {
+            svg.text(x0 + 2.0, label_y, &inc.label, "start", 10, "#a33");
+        }
     }
     // Request rate.
     let max_rate = t
@@ -314,17 +327,29 @@ fn section_svg(traffic: &Traffic, axis: &Axis, s: &Section<'_>) -> String {
     // Time axis.
     let axis_y = height - 18.0;
     let span_min = axis.span_ms / 60_000;
-    let step = [1, 2, 5, 10, 15, 30, 60, 120, 360, 720]
+    // At most about 12 ticks, whatever the span (days for a long trace).
+    let step = match [1, 2, 5, 10, 15, 30, 60, 120, 360, 720]
         .into_iter()
         .find(|m| span_min / m <= 12)
-        .unwrap_or(1_440)
-        * 60_000;
-    let mut tick = axis.start_ms.div_ceil(step) * step;
-    while tick <= axis.start_ms + axis.span_ms {
+    {
+        Some(m) => m * 60_000,
+        None => (axis.span_ms / 12).div_ceil(86_400_000).max(1) * 86_400_000,
+    };
+    let end = axis.start_ms.saturating_add(axis.span_ms);
+    let mut tick = axis.start_ms.div_ceil(step).saturating_mul(step);
+    while tick <= end {
         let x = axis.x(tick);
         svg.line(x, axis_y - 4.0, x, axis_y, "#666");
-        svg.text(x, axis_y + 12.0, &clock(tick), "middle", 10, "#444");
-        tick += step;
+        let label = if step >= 86_400_000 {
+            format!("+{}d", (tick - axis.start_ms) / 86_400_000)
+        } else {
+            clock(tick)
+        };
+        svg.text(x, axis_y + 12.0, &label, "middle", 10, "#444");
+        tick = match tick.checked_add(step) {
+            Some(t) => t,
+            None => break,
+        };
     }
     svg.text(LEFT - 24.0, axis_y + 12.0, "UTC", "end", 10, "#444");
     svg.finish(WIDTH, height)
