@@ -30,29 +30,35 @@ pub(super) struct Event {
     pub(super) labelled: bool,
 }
 
-/// A record waiting in the reorder buffer: ordered by start, then arrival.
+/// A record waiting in the reorder buffer.
 struct Held {
-    start_ms: u64,
-    seq: u64,
     event: Event,
     label: Option<Box<str>>,
 }
 
-impl PartialEq for Held {
+/// An item in a min-heap of times: [`BinaryHeap`] pops the earliest `at` first, ties in
+/// the order of `seq` (arrival), so the order never depends on anything but the input.
+pub(super) struct Earliest<T> {
+    pub(super) at: u64,
+    pub(super) seq: u64,
+    pub(super) item: T,
+}
+
+impl<T> PartialEq for Earliest<T> {
     fn eq(&self, other: &Self) -> bool {
-        (self.start_ms, self.seq) == (other.start_ms, other.seq)
+        (self.at, self.seq) == (other.at, other.seq)
     }
 }
-impl Eq for Held {}
-impl PartialOrd for Held {
+impl<T> Eq for Earliest<T> {}
+impl<T> PartialOrd for Earliest<T> {
     fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Held {
-    /// Reversed: the max-heap pops the earliest start first.
+impl<T> Ord for Earliest<T> {
+    /// Reversed: the max-heap pops the earliest first.
     fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.start_ms, other.seq).cmp(&(self.start_ms, self.seq))
+        (other.at, other.seq).cmp(&(self.at, self.seq))
     }
 }
 
@@ -80,7 +86,7 @@ pub(super) struct Engine {
     bucket_ms: u64,
     slow_us: u64,
     window_ms: u64,
-    held: BinaryHeap<Held>,
+    held: BinaryHeap<Earliest<Held>>,
     seq: u64,
     latest_start: u64,
     /// The start of the last record replayed: an earlier one is late.
@@ -164,15 +170,17 @@ impl Engine {
             labelled: record.incident.is_some(),
         };
         self.seq += 1;
-        self.held.push(Held {
-            start_ms: record.start_ms,
+        self.held.push(Earliest {
+            at: record.start_ms,
             seq: self.seq,
-            event,
-            label: record.incident.as_deref().map(Box::from),
+            item: Held {
+                event,
+                label: record.incident.as_deref().map(Box::from),
+            },
         });
         self.latest_start = self.latest_start.max(record.start_ms);
         let horizon = self.latest_start.saturating_sub(self.window_ms);
-        while self.held.peek().is_some_and(|h| h.start_ms <= horizon) {
+        while self.held.peek().is_some_and(|h| h.at <= horizon) {
             let held = self.held.pop().expect("peeked");
             self.release(held);
         }
@@ -210,17 +218,18 @@ impl Engine {
     }
 
     /// Replays one record: its key's traffic, its label, and into the batch.
-    fn release(&mut self, held: Held) {
-        self.released = Some(held.start_ms);
-        let e = held.event;
+    fn release(&mut self, held: Earliest<Held>) {
+        let start_ms = held.at;
+        let Held { event: e, label } = held.item;
+        self.released = Some(start_ms);
         let duration_us = (e.end_ns - e.start_ns) / 1_000;
         self.calls += 1;
-        self.start_ms = self.start_ms.min(held.start_ms);
+        self.start_ms = self.start_ms.min(start_ms);
         self.end_us = self.end_us.max(e.end_ns / 1_000);
         let key = &mut self.keys[e.key as usize];
         let t = &mut key.traffic;
         t.calls += 1;
-        let bucket_start = held.start_ms - held.start_ms % self.bucket_ms;
+        let bucket_start = start_ms - start_ms % self.bucket_ms;
         if t.buckets.last().is_none_or(|b| b.start_ms != bucket_start) {
             t.buckets.push(TrafficBucket {
                 start_ms: bucket_start,
@@ -245,9 +254,9 @@ impl Engine {
         }
         b.duration_sum_us = b.duration_sum_us.saturating_add(duration_us);
         b.duration_max_us = b.duration_max_us.max(duration_us);
-        if let Some(label) = held.label {
+        if let Some(label) = label {
             key.labels
-                .add(label, held.start_ms, e.end_ns.div_ceil(1_000_000));
+                .add(label, start_ms, e.end_ns.div_ceil(1_000_000));
         }
         self.batch.push(e);
         if self.batch.len() >= BATCH {

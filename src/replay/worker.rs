@@ -1,51 +1,32 @@
 //! One configuration's run over the trace: a circuit per key on a manual clock, the calls
 //! in flight, and the counts.
 
-use super::engine::Event;
+use super::engine::{Earliest, Event};
 use super::incidents;
 use super::report::{ConfigReport, Counts, KeyReport, KeyTraffic, OutcomeBucket};
 use crate::circuit::{Circuit, Permit};
 use crate::classify::Verdict;
 use crate::trace::TraceOutcome;
 use crate::{CircuitBreakerConfig, CircuitState};
-use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// A transition: `(ms since the epoch, from, to)`.
 pub(super) type Transition = (u64, CircuitState, CircuitState);
 
-/// An admitted call waiting for its end.
+/// An admitted call waiting for its end (in an [`Earliest`] by its end).
 struct InFlight {
-    end_ns: u64,
-    seq: u64,
     key: u32,
     outcome: TraceOutcome,
     permit: Permit,
 }
 
-impl PartialEq for InFlight {
-    fn eq(&self, other: &Self) -> bool {
-        (self.end_ns, self.seq) == (other.end_ns, other.seq)
-    }
-}
-impl Eq for InFlight {}
-impl PartialOrd for InFlight {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for InFlight {
-    /// Reversed: the max-heap pops the earliest end first (ties: the earliest admitted).
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.end_ns, other.seq).cmp(&(self.end_ns, self.seq))
-    }
-}
-
 /// One key's circuit under one configuration, and what it did.
 struct KeyRun {
     circuit: Circuit,
+    /// The circuit's origin: the key's first call's start, ns since the epoch.
+    origin_ns: u64,
     transitions: Arc<Mutex<Vec<Transition>>>,
     counts: Counts,
     /// Failing calls let through that carried an `inc` label.
@@ -61,7 +42,7 @@ pub(super) struct ConfigRun {
     config: CircuitBreakerConfig,
     bucket_ms: u64,
     keys: Vec<Option<KeyRun>>,
-    in_flight: BinaryHeap<InFlight>,
+    in_flight: BinaryHeap<Earliest<InFlight>>,
     seq: u64,
 }
 
@@ -85,12 +66,12 @@ impl ConfigRun {
 
     /// Ends every call in flight that ends at or before `now_ns`, in end order.
     fn complete_until(&mut self, now_ns: u64) {
-        while self.in_flight.peek().is_some_and(|c| c.end_ns <= now_ns) {
-            let call = self.in_flight.pop().expect("peeked");
+        while self.in_flight.peek().is_some_and(|c| c.at <= now_ns) {
+            let Earliest { at, item: call, .. } = self.in_flight.pop().expect("peeked");
             let run = self.keys[call.key as usize]
                 .as_ref()
                 .expect("a call in flight has its key's circuit");
-            run.circuit.set_manual_time(call.end_ns);
+            run.circuit.set_manual_time(at - run.origin_ns);
             call.permit.record(match call.outcome {
                 TraceOutcome::Ok => Verdict::Success,
                 TraceOutcome::Fail => Verdict::Failure,
@@ -99,14 +80,19 @@ impl ConfigRun {
         }
     }
 
-    fn key_run(&mut self, key: u32) -> &mut KeyRun {
+    /// The key's run, its circuit made now (at `now_ns`) on the key's first call.
+    fn key_run(&mut self, key: u32, now_ns: u64) -> &mut KeyRun {
         let k = key as usize;
         if self.keys.len() <= k {
             self.keys.resize_with(k + 1, || None);
         }
         let config = &self.config;
         self.keys[k].get_or_insert_with(|| {
-            let circuit = Circuit::with_manual_clock(Arc::from(""), 0, config.clone(), UNIX_EPOCH);
+            // Made at the key's first call, as a registry makes its circuits: the time
+            // window's buckets are counted from there.
+            let origin_ns = now_ns - now_ns % 1_000_000;
+            let origin = UNIX_EPOCH + Duration::from_nanos(origin_ns);
+            let circuit = Circuit::with_manual_clock(Arc::from(""), 0, config.clone(), origin);
             let transitions: Arc<Mutex<Vec<Transition>>> = Arc::default();
             let sink = transitions.clone();
             circuit.on_transition(move |e| {
@@ -119,6 +105,7 @@ impl ConfigRun {
             });
             KeyRun {
                 circuit,
+                origin_ns,
                 transitions,
                 counts: Counts::default(),
                 let_through_labelled: 0,
@@ -131,8 +118,8 @@ impl ConfigRun {
     fn call(&mut self, e: &Event) {
         self.complete_until(e.start_ns);
         let bucket_ms = self.bucket_ms;
-        let run = self.key_run(e.key);
-        run.circuit.set_manual_time(e.start_ns);
+        let run = self.key_run(e.key, e.start_ns);
+        run.circuit.set_manual_time(e.start_ns - run.origin_ns);
         let admitted = run.circuit.try_acquire();
         let start_ms = e.start_ns / 1_000_000;
         let bucket_start = start_ms - start_ms % bucket_ms;
@@ -189,12 +176,14 @@ impl ConfigRun {
         }
         if let Some(permit) = queued {
             self.seq += 1;
-            self.in_flight.push(InFlight {
-                end_ns: e.end_ns,
+            self.in_flight.push(Earliest {
+                at: e.end_ns,
                 seq: self.seq,
-                key: e.key,
-                outcome: e.outcome,
-                permit,
+                item: InFlight {
+                    key: e.key,
+                    outcome: e.outcome,
+                    permit,
+                },
             });
         }
     }
