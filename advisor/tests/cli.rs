@@ -38,6 +38,14 @@ fn help_prints_the_usage() {
         String::from_utf8(out.stdout).unwrap(),
         tcb_advisor::args::HELP
     );
+    let guide = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/advisor.md"),
+    )
+    .unwrap();
+    assert!(
+        guide.contains(tcb_advisor::args::HELP.trim_end()),
+        "docs/advisor.md's --help is stale"
+    );
     let bad = bin()
         .args(["advise", "x.jsonl", "--cost-failed", "lots"])
         .output()

@@ -129,3 +129,16 @@ fn the_winners_beat_the_seed_where_there_was_an_incident() {
         );
     }
 }
+
+#[test]
+fn the_guide_shows_the_table_as_printed() {
+    let printed = tcb_advisor::advise::printed(advice("mixed"), 8);
+    let guide = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/advisor.md"),
+    )
+    .unwrap();
+    assert!(
+        guide.contains(printed.trim()),
+        "docs/advisor.md's walk-through table is stale; `advise advisor/traces/mixed.jsonl` prints:\n{printed}"
+    );
+}
