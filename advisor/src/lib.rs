@@ -7,6 +7,8 @@
 //!
 //! The guide is docs/advisor.md.
 
+#![warn(missing_docs)]
+
 pub mod advise;
 pub mod args;
 pub mod document;
