@@ -16,6 +16,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+/// The latest start replayed, ms since the epoch (year 2286): nanoseconds since the
+/// epoch, plus a duration and a break, stay inside a `u64`.
+const MAX_START_MS: u64 = 10_000_000_000_000;
+/// The longest duration replayed, µs (11.6 days).
+const MAX_DURATION_US: u64 = 1_000_000_000_000;
+
 /// Calls per batch handed to the workers.
 const BATCH: usize = 8 * 1024;
 
@@ -93,6 +99,7 @@ pub(super) struct Engine {
     released: Option<u64>,
     late: u64,
     over_key_limit: u64,
+    out_of_range: u64,
     calls: u64,
     start_ms: u64,
     end_us: u64,
@@ -141,6 +148,7 @@ impl Engine {
             released: None,
             late: 0,
             over_key_limit: 0,
+            out_of_range: 0,
             calls: 0,
             start_ms: u64::MAX,
             end_us: 0,
@@ -153,6 +161,10 @@ impl Engine {
     }
 
     pub(super) fn feed(&mut self, record: &TraceRecord) {
+        if record.start_ms > MAX_START_MS || record.duration_us > MAX_DURATION_US {
+            self.out_of_range += 1;
+            return;
+        }
         if self.released.is_some_and(|r| record.start_ms < r) {
             self.late += 1;
             return;
@@ -161,10 +173,10 @@ impl Engine {
             self.over_key_limit += 1;
             return;
         };
-        let start_ns = record.start_ms.saturating_mul(1_000_000);
+        let start_ns = record.start_ms * 1_000_000;
         let event = Event {
             start_ns,
-            end_ns: start_ns.saturating_add(record.duration_us.saturating_mul(1_000)),
+            end_ns: start_ns + record.duration_us * 1_000,
             key,
             outcome: record.outcome,
             labelled: record.incident.is_some(),
@@ -338,6 +350,7 @@ impl Engine {
             calls: self.calls,
             late_records: self.late,
             records_over_key_limit: self.over_key_limit,
+            records_out_of_range: self.out_of_range,
             start_ms: if self.calls == 0 { 0 } else { self.start_ms },
             end_ms: self.end_us.div_ceil(1_000),
             bucket_ms: self.bucket_ms,

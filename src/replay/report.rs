@@ -19,6 +19,10 @@ pub struct ReplayReport {
     /// Records left out because their key came after the key limit (see
     /// [`ReplayOptions::max_keys`](super::ReplayOptions::max_keys)).
     pub records_over_key_limit: u64,
+    /// Records left out because their start is after the year 2286 (`t` > 10¹³) or their
+    /// duration longer than 10¹² µs (11.6 days): the simulated clock counts nanoseconds
+    /// in a `u64`.
+    pub records_out_of_range: u64,
     /// The earliest call start, ms since the Unix epoch (0 for an empty trace).
     pub start_ms: u64,
     /// The latest call end, ms since the Unix epoch, rounded up.

@@ -44,6 +44,7 @@
 //! * [`insights_csv`]: a CloudWatch Logs Insights CSV export of a Lambda's durations and
 //!   errors, as a trace.
 
+mod bounded;
 mod insights;
 mod insights_parse;
 mod layer;

@@ -121,36 +121,9 @@ impl<R: BufRead> TraceReader<R> {
     /// Reads the next line into `self.line`. `Ok(None)` at the end; `Ok(Some(false))`
     /// when the line was too long (and skipped).
     fn read_line(&mut self) -> io::Result<Option<bool>> {
-        self.line.clear();
-        let mut too_long = false;
-        let mut any = false;
-        loop {
-            let buf = match self.inner.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if buf.is_empty() {
-                return Ok(any.then_some(!too_long));
-            }
-            any = true;
-            let (chunk, used, end) = match buf.iter().position(|&b| b == b'\n') {
-                Some(i) => (&buf[..i], i + 1, true),
-                None => (buf, buf.len(), false),
-            };
-            if !too_long {
-                if self.line.len() + chunk.len() > self.max_line {
-                    too_long = true;
-                    self.line.clear();
-                } else {
-                    self.line.extend_from_slice(chunk);
-                }
-            }
-            self.inner.consume(used);
-            if end {
-                return Ok(Some(!too_long));
-            }
-        }
+        super::bounded::read_bounded(&mut self.inner, &mut self.line, self.max_line, |b| {
+            b == b'\n'
+        })
     }
 }
 

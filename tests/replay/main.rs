@@ -5,6 +5,7 @@
 
 mod agreement;
 mod determinism;
+mod hostile;
 mod incidents;
 mod order;
 mod support;
