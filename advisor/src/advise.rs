@@ -70,6 +70,9 @@ pub struct Advice {
     pub costs: Costs,
     /// The winners as a config document.
     pub document: RegistryConfig,
+    /// Records the replay left out: they started more than its reorder window (60 s)
+    /// before a record already replayed.
+    pub late_records: u64,
 }
 
 /// The name of the seed preset the chat backend uses for `service`, if any.
@@ -197,7 +200,7 @@ pub fn advise(
         run.feed(r);
         Ok(())
     })?;
-    let mut results = run.finish(&mut traffic);
+    let (mut results, late_records) = run.finish(&mut traffic);
 
     let mut out = Vec::new();
     for key in keys {
@@ -238,6 +241,7 @@ pub fn advise(
         traffic,
         costs,
         document,
+        late_records,
     })
 }
 
@@ -441,6 +445,12 @@ pub fn run(args: &AdviseArgs) -> Result<(), AdvisorError> {
     };
     let advice = advise(&args.trace, current.as_ref(), costs)?;
     print!("{}", printed(&advice, args.top));
+    if advice.late_records > 0 {
+        println!(
+            "\nnote: {} records started more than 60 s before one already replayed and were left out (sort the trace by `t`)",
+            advice.late_records
+        );
+    }
     if let Some(out) = &args.out {
         let json = out.extension().is_some_and(|e| e == "json");
         let text = if json {

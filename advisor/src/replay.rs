@@ -57,9 +57,13 @@ impl Run {
         self.replay.feed(record);
     }
 
-    /// Per key, per candidate (in the candidates' order); the incidents the replay
-    /// found (labelled or inferred) go into `traffic`.
-    pub fn finish(self, traffic: &mut Traffic) -> BTreeMap<(String, String), Vec<KeyResult>> {
+    /// Per key, per candidate (in the candidates' order), and the records the replay
+    /// left out because they came later than its reorder window allows; the incidents
+    /// the replay found (labelled or inferred) go into `traffic`.
+    pub fn finish(
+        self,
+        traffic: &mut Traffic,
+    ) -> (BTreeMap<(String, String), Vec<KeyResult>>, u64) {
         let report = self.replay.finish();
         let mut out = BTreeMap::new();
         for (k, key) in report.keys.iter().enumerate() {
@@ -85,7 +89,7 @@ impl Run {
             }
             out.insert(id, results);
         }
-        out
+        (out, report.late_records)
     }
 }
 

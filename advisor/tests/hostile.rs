@@ -78,3 +78,15 @@ fn without_labels_the_incidents_are_inferred() {
     assert_eq!(winner.caught, winner.incidents);
     assert_eq!(winner.false_opens, 0);
 }
+
+#[test]
+fn records_far_out_of_order_are_counted() {
+    // 70 000 is replayed once 140 000 is read (the window is 60 s); 10 000 comes after.
+    let text: String = [0, 70_000, 140_000, 10_000]
+        .iter()
+        .map(|t| format!("{{\"t\":{t},\"d\":1,\"o\":\"ok\",\"svc\":\"a\",\"op\":\"b\"}}\n"))
+        .collect();
+    let path = scratch("late.jsonl", &text);
+    let advice = advise(&path, None, Costs::default()).unwrap();
+    assert_eq!(advice.late_records, 1);
+}
