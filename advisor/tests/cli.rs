@@ -202,3 +202,30 @@ fn current_document_is_replayed_and_kept() {
     );
     CircuitBreakerRegistry::new().apply_config(doc).unwrap();
 }
+
+#[test]
+fn a_document_that_would_not_give_the_winner_is_not_written() {
+    // A service-wide rate the winner's operation override cannot unset.
+    let dir = scratch("unsettable");
+    let current = dir.join("current.toml");
+    std::fs::write(
+        &current,
+        "[services.dynamodb]\nfailure_rate_threshold = 0.9\n",
+    )
+    .unwrap();
+    let out_path = dir.join("best.toml");
+    let _ = std::fs::remove_file(&out_path);
+    let out = bin()
+        .arg("advise")
+        .arg(sample("outage"))
+        .arg("--current")
+        .arg(&current)
+        .arg("--out")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("instead of the winner"), "{stderr}");
+    assert!(!out_path.exists());
+}
