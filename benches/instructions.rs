@@ -126,6 +126,20 @@ fn main() {
                 count(r.is_ok())
             });
         }
+        // Feature `replay` (scripts/instructions builds without it): the recorder layer,
+        // its caller's side and its writer thread's, to `io::sink()`; the queue holds
+        // 2^18 calls (n up to that: none is dropped).
+        #[cfg(feature = "replay")]
+        "recorded" => {
+            use tower_circuit_breaker::trace::{Recorder, RecorderLayer};
+            let (recorder, writer) = Recorder::spawn(std::io::sink(), 1 << 18);
+            let mut svc =
+                RecorderLayer::new(recorder, "dynamodb", "storeUserMessage").layer(Echo(true));
+            (0..n).for_each(|i| count(drive(&mut svc, i)));
+            drop(svc);
+            let (_, stats) = writer.finish().unwrap();
+            assert_eq!(stats.written, n);
+        }
         other => panic!("unknown scenario {other}"),
     }
     black_box(ok);

@@ -116,6 +116,12 @@
 //!   breaker, failing closed.
 //! * `fleet`: `fleet`, fleet-wide circuits: a circuit's trips, window counts and probe
 //!   leases shared across processes through a store, off the request path.
+//! * `trace`: `trace`, call traces as JSON lines: the schema, a streaming reader and
+//!   writer with bounded memory, `trace::RecorderLayer` (records every call, never
+//!   blocking it), and a CloudWatch Logs Insights CSV converter.
+//! * `replay`: `replay`, runs a trace through real circuits under many configurations at
+//!   once on a simulated clock and reports, per configuration and key, what each would
+//!   have done (failures let through, false rejections, opens, time to open and close).
 //! * `fleet-redis`, `fleet-dynamodb`: `fleet::RedisStore` and `fleet::DynamoDbStore`, the
 //!   fleet state stores in Redis and DynamoDB (the latter needs Rust 1.94.1 or newer).
 //!

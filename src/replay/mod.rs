@@ -13,9 +13,17 @@
 //! `ok`), saved (recorded `fail`) or neither (`ignored`). Admitted, its completion is
 //! queued at `t + d` and reported then with its recorded outcome (slow when `d` exceeds
 //! the configuration's `expected_response_time`, as a live circuit would measure it).
-//! Completions due at or before a call's start are reported before it is admitted. Time
-//! is kept in nanoseconds from the trace's milliseconds and microseconds, so a circuit's
-//! transitions fall on the milliseconds a live circuit would have seen.
+//! Completions due at or before a call's start are reported before it is admitted (a
+//! live run where a call ends on the very millisecond another starts may order them
+//! either way). Time is kept in nanoseconds from the trace's milliseconds and
+//! microseconds, so a circuit's transitions fall on the milliseconds a live circuit would
+//! have seen.
+//!
+//! A key's circuits are made at its first call, as a registry makes its circuits: a
+//! time window's buckets are counted from there. (A live circuit made earlier, at start-up,
+//! cuts its buckets elsewhere; with a rate criterion or a minimum count that can move a
+//! transition by up to one bucket's width.) Backoff jitter is seeded from that first
+//! call's time, so it is the same on every run.
 //!
 //! # Streaming
 //!
@@ -155,6 +163,29 @@ impl Default for ReplayOptions {
 ///
 /// [`feed`](Self::feed) it the trace's records, then [`finish`](Self::finish) it for the
 /// [`ReplayReport`]. See the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_circuit_breaker::CircuitBreakerConfig;
+/// use tower_circuit_breaker::replay::{ReplayOptions, replay_reader};
+///
+/// let trace = "\
+/// {\"t\":1764800000000,\"d\":900000,\"o\":\"ok\",\"svc\":\"cognito\",\"op\":\"jwks\"}
+/// {\"t\":1764800000100,\"d\":2500000,\"o\":\"ok\",\"svc\":\"cognito\",\"op\":\"jwks\"}
+/// ";
+/// let strict = CircuitBreakerConfig::cognito()
+///     .to_builder()
+///     .expected_response_time(Duration::from_secs(1))
+///     .build()
+///     .unwrap();
+/// let configs = vec![("preset".to_owned(), CircuitBreakerConfig::cognito()), ("strict".to_owned(), strict)];
+/// let report = replay_reader(trace.as_bytes(), configs, ReplayOptions::default()).unwrap();
+/// assert_eq!(report.calls, 2);
+/// assert_eq!(report.keys[0].key, "cognito/jwks");
+/// // Neither opens on two calls; the report serializes (serde) for a tool to read.
+/// assert!(report.configs.iter().all(|c| c.totals.opens == 0));
+/// assert!(serde_json::to_string(&report).unwrap().starts_with("{\"calls\":2,"));
+/// ```
 pub struct Replay {
     engine: engine::Engine,
 }

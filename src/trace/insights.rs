@@ -128,6 +128,18 @@ pub struct InsightsCsv<R: BufRead> {
 /// default; a replay re-sorts within its reorder window, so sort ascending in the query
 /// or sort the records for exports longer than the window).
 ///
+/// ```
+/// use tower_circuit_breaker::trace::{TraceOutcome, insights_csv};
+///
+/// let csv = "@timestamp,@duration,status\n2026-11-27 10:14:11.123,812.45,ok\n2026-11-27 10:14:12.000,3000,timeout\n";
+/// let records: Vec<_> = insights_csv(csv.as_bytes(), "chat-lambda", "invoke")
+///     .collect::<Result<_, _>>()
+///     .unwrap();
+/// assert_eq!(records[0].start_ms, 1_795_774_451_123);
+/// assert_eq!(records[0].duration_us, 812_450);
+/// assert_eq!(records[1].outcome, TraceOutcome::Fail);
+/// ```
+///
 /// # Hostile input
 ///
 /// A row is kept only up to 8 KiB (a longer one is skipped with

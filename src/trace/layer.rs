@@ -56,8 +56,8 @@ impl RecorderLayer {
     /// Records calls under the key `service`/`operation`, every `Err` a failure.
     pub fn new(recorder: Recorder, service: &str, operation: &str) -> Self {
         RecorderLayer {
+            key: recorder.key(service, operation),
             recorder,
-            key: RecordKey::new(service, operation),
             classifier: ErrorsAsFailures,
         }
     }
@@ -86,7 +86,7 @@ impl<S, C: Clone> Layer<S> for RecorderLayer<C> {
         RecorderService {
             inner,
             recorder: self.recorder.clone(),
-            key: self.key.clone(),
+            key: self.key,
             classifier: self.classifier.clone(),
         }
     }
@@ -122,7 +122,7 @@ where
             fut: self.inner.call(req),
             pending: Some(Pending {
                 recorder: self.recorder.clone(),
-                key: self.key.clone(),
+                key: self.key,
                 classifier: self.classifier.clone(),
                 start,
             }),
@@ -166,7 +166,7 @@ where
         let result = ready!(this.fut.poll(cx));
         if let Some(p) = this.pending.take() {
             let verdict = p.classifier.classify(&result);
-            p.recorder.finish(&p.key, p.start, verdict);
+            p.recorder.finish(p.key, p.start, verdict);
         }
         Poll::Ready(result)
     }

@@ -57,5 +57,5 @@ pub use insights::{InsightsCsv, InsightsError, insights_csv};
 pub use layer::{RecorderFuture, RecorderLayer, RecorderService, rejections_ignored};
 pub use reader::{DEFAULT_MAX_LINE, TraceError, TraceReader};
 pub use record::{TraceOutcome, TraceRecord};
-pub use recorder::{CallStart, RecordKey, Recorder, RecorderHandle, RecorderStats};
+pub use recorder::{CallStart, RecordKey, Recorder, RecorderHandle, RecorderStats, WRITER_PERIOD};
 pub use writer::TraceWriter;

@@ -391,3 +391,66 @@ fn a_16_mib_name_is_refused_without_allocating() {
     assert!(bytes < 16 << 10, "{bytes} bytes held after a 16 MiB name");
     assert_eq!(registry.len(), 0);
 }
+
+/// The replay streams: what it holds while fed grows with the trace's keys, time buckets
+/// with traffic and transitions, not with its calls. Eight times the calls (and the
+/// time) at the same rate add the later buckets and transitions only.
+#[cfg(feature = "replay")]
+#[test]
+fn a_replay_holds_about_the_same_memory_for_eight_times_the_calls() {
+    use std::time::Duration;
+    use tower_circuit_breaker::replay::{Replay, ReplayOptions};
+    use tower_circuit_breaker::trace::{TraceOutcome, TraceRecord};
+
+    let record = |i: u64| {
+        let t = i * 10;
+        // A 20 s outage every 500 s: each config opens and closes in each.
+        let fail = t % 500_000 < 20_000;
+        let op = ["a", "b", "c"][(i % 3) as usize];
+        let outcome = if fail {
+            TraceOutcome::Fail
+        } else {
+            TraceOutcome::Ok
+        };
+        TraceRecord::new(
+            1_764_800_000_000 + t,
+            30_000 + (i % 7) * 1_000,
+            outcome,
+            "s",
+            op,
+        )
+    };
+    let held_while_fed = |calls: u64| -> isize {
+        let mut options = ReplayOptions::default();
+        options.threads = 1;
+        let configs = (1..=10u64)
+            .map(|k| {
+                let config = CircuitBreakerConfig::builder()
+                    .failure_threshold(k as u32)
+                    .recovery_timeout(Duration::from_secs(k * 3))
+                    .build()
+                    .unwrap();
+                (format!("c{k}"), config)
+            })
+            .collect();
+        let (held, replay) = bytes_held_by(|| {
+            let mut replay = Replay::with_options(configs, options);
+            for i in 0..calls {
+                replay.feed(&record(i));
+            }
+            replay
+        });
+        let report = replay.finish();
+        assert_eq!(report.calls, calls);
+        assert!(report.configs.iter().all(|c| c.totals.opens >= 1));
+        held
+    };
+    let short = held_while_fed(20_000);
+    let long = held_while_fed(160_000);
+    // The long trace is some 12 MB of JSON lines; the replay holds < 1 MiB more for it
+    // (137 KiB more for 400 000 calls than for 50 000 when this was written).
+    assert!(
+        long - short < 1 << 20,
+        "{short} bytes for 20 000 calls, {long} for 160 000"
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_circuit_breaker::classify::Verdict;
 use tower_circuit_breaker::trace::{
-    RecordKey, Recorder, RecorderLayer, TraceOutcome, TraceReader, TraceRecord, rejections_ignored,
+    Recorder, RecorderLayer, TraceOutcome, TraceReader, TraceRecord, rejections_ignored,
 };
 use tower_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 
@@ -106,13 +106,13 @@ fn a_full_queue_drops_and_counts_and_never_blocks_the_call() {
         },
         4,
     );
-    let key = RecordKey::new("s", "o");
+    let key = recorder.key("s", "o");
     std::thread::scope(|s| {
         // The writer thread blocks in a flush: nothing leaves the queue.
         s.spawn(|| writer.flush().unwrap());
         entered.recv().unwrap();
         for _ in 0..1_000 {
-            recorder.finish(&key, recorder.start(), Verdict::Success);
+            recorder.finish(key, recorder.start(), Verdict::Success);
         }
         let stats = recorder.stats();
         assert_eq!((stats.queued, stats.dropped), (4, 996));
@@ -126,8 +126,8 @@ fn a_full_queue_drops_and_counts_and_never_blocks_the_call() {
 #[test]
 fn flush_waits_for_what_was_queued() {
     let (recorder, writer) = Recorder::spawn(Vec::new(), 8);
-    let key = RecordKey::new("s", "o");
-    recorder.finish(&key, recorder.start(), Verdict::Ignored);
+    let key = recorder.key("s", "o");
+    recorder.finish(key, recorder.start(), Verdict::Ignored);
     writer.flush().unwrap();
     drop(recorder);
     let (bytes, stats) = writer.finish().unwrap();
