@@ -4,9 +4,9 @@
 use crate::args::AdviseArgs;
 use crate::document;
 use crate::error::AdvisorError;
-use crate::rank::{self, Costs, Row, Score};
+pub use crate::present::{html, key_table, printed, rows};
+use crate::rank::{self, Costs, Score};
 use crate::replay::{self, KeyResult};
-use crate::report::{self, Band, Section};
 use crate::search::{self, Candidate, Origin};
 use crate::traffic::Traffic;
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,7 +38,7 @@ pub struct KeyAdvice {
     /// The Pareto front, in rank order.
     pub front: Vec<usize>,
     /// The replay's per-candidate timelines, for the report.
-    results: Vec<KeyResult>,
+    pub(crate) results: Vec<KeyResult>,
 }
 
 impl KeyAdvice {
@@ -134,6 +134,87 @@ fn current_for(
         .map_err(|e| e.to_string())
 }
 
+/// One streamed replay of `candidates` over the trace; with `count`, the traffic too.
+fn replay_pass(
+    path: &Path,
+    candidates: &[Candidate],
+    traffic: &mut Traffic,
+    count: bool,
+) -> Result<(replay::Results, u64), AdvisorError> {
+    let mut run = replay::Run::new(candidates);
+    for_each_record(path, |r| {
+        if count {
+            traffic.add(r);
+        }
+        run.feed(r);
+        Ok(())
+    })?;
+    Ok(run.finish(traffic))
+}
+
+/// The candidates that ran on `key` (every one but other keys' `current`), scored and
+/// ranked.
+fn key_advice(
+    key: &(String, String),
+    candidates: &[Candidate],
+    results: &replay::Results,
+    costs: Costs,
+) -> KeyAdvice {
+    let all = results.get(key).map(Vec::as_slice).unwrap_or_default();
+    let mine: Vec<usize> = (0..candidates.len())
+        .filter(|&i| candidates[i].key.as_ref().is_none_or(|k| k == key))
+        .collect();
+    let cands: Vec<Candidate> = mine.iter().map(|&i| candidates[i].clone()).collect();
+    let key_results: Vec<KeyResult> = mine
+        .iter()
+        .map(|&i| all.get(i).cloned().unwrap_or_default())
+        .collect();
+    let scores: Vec<Score> = key_results.iter().map(|r| r.score.clone()).collect();
+    let seed = seed_name(&key.0);
+    let priority: Vec<u8> = cands
+        .iter()
+        .map(|c| match c.origin {
+            Origin::Current => 0,
+            Origin::Preset if Some(c.name.as_str()) == seed => 1,
+            _ => 2,
+        })
+        .collect();
+    let order = rank::rank(&scores, &priority, costs);
+    let front = rank::pareto_front(&scores, &order);
+    KeyAdvice {
+        key: key.clone(),
+        candidates: cands,
+        scores,
+        order,
+        front,
+        results: key_results,
+    }
+}
+
+/// The best `n` candidates of a key that behaved differently from each other (many
+/// configs tie: a field that never mattered on the trace), best first.
+pub fn distinct_best(k: &KeyAdvice, n: usize) -> Vec<usize> {
+    let behaviour = |i: usize| {
+        let s = &k.scores[i];
+        (
+            s.failed_let_through,
+            s.failed_outside,
+            s.false_rejections,
+            s.opens,
+        )
+    };
+    let mut picks: Vec<usize> = Vec::new();
+    for &i in &k.order {
+        if picks.len() == n {
+            break;
+        }
+        if !picks.iter().any(|&j| behaviour(j) == behaviour(i)) {
+            picks.push(i);
+        }
+    }
+    picks
+}
+
 /// Replays the trace at `path` and ranks the candidates per key.
 ///
 /// # Errors
@@ -192,48 +273,36 @@ pub fn advise(
     }
     candidates.extend(search::grid());
 
-    // Pass 2: the replay and the traffic, together.
+    // Pass 2: the replay of the grid, and the traffic.
     let mut traffic = Traffic::new(start_ms, end_ms, REPORT_BUCKETS, replay::REPLAY_BUCKET_MS);
-    let mut run = replay::Run::new(&candidates);
-    for_each_record(path, |r| {
-        traffic.add(r);
-        run.feed(r);
-        Ok(())
-    })?;
-    let (mut results, late_records) = run.finish(&mut traffic);
+    let (mut results, late_records) = replay_pass(path, &candidates, &mut traffic, true)?;
 
-    let mut out = Vec::new();
-    for key in keys {
-        let mut per_key = results.remove(&key).unwrap_or_default();
-        let mine: Vec<usize> = (0..candidates.len())
-            .filter(|&i| candidates[i].key.as_ref().is_none_or(|k| *k == key))
-            .collect();
-        let cands: Vec<Candidate> = mine.iter().map(|&i| candidates[i].clone()).collect();
-        let key_results: Vec<KeyResult> = mine
-            .iter()
-            .map(|&i| std::mem::take(&mut per_key[i]))
-            .collect();
-        let scores: Vec<Score> = key_results.iter().map(|r| r.score.clone()).collect();
-        let seed = seed_name(&key.0);
-        let priority: Vec<u8> = cands
-            .iter()
-            .map(|c| match c.origin {
-                Origin::Current => 0,
-                Origin::Preset if Some(c.name.as_str()) == seed => 1,
-                _ => 2,
-            })
-            .collect();
-        let order = rank::rank(&scores, &priority, costs);
-        let front = rank::pareto_front(&scores, &order);
-        out.push(KeyAdvice {
-            key,
-            candidates: cands,
-            scores,
-            order,
-            front,
-            results: key_results,
-        });
+    // Pass 3: around each key's best three (of distinct behaviour).
+    let first: Vec<KeyAdvice> = keys
+        .iter()
+        .map(|key| key_advice(key, &candidates, &results, costs))
+        .collect();
+    let best: Vec<&CircuitBreakerConfig> = first
+        .iter()
+        .flat_map(|k| {
+            distinct_best(k, 3)
+                .into_iter()
+                .map(|i| &k.candidates[i].config)
+        })
+        .collect();
+    let refined = search::refine(&best, &candidates);
+    drop(first);
+    if !refined.is_empty() {
+        let (more, _) = replay_pass(path, &refined, &mut traffic, false)?;
+        for (key, extra) in more {
+            results.entry(key).or_default().extend(extra);
+        }
+        candidates.extend(refined);
     }
+    let out: Vec<KeyAdvice> = keys
+        .iter()
+        .map(|key| key_advice(key, &candidates, &results, costs))
+        .collect();
     let document =
         document::with_winners(current, out.iter().map(|k| (&k.key, &k.winner().config)));
     Ok(Advice {
@@ -243,135 +312,6 @@ pub fn advise(
         document,
         late_records,
     })
-}
-
-/// The rows printed for a key: the front (at most `top`, the winner first), then the
-/// seed preset and the current config when they are not on it.
-pub fn rows(k: &KeyAdvice, top: usize) -> Vec<(String, usize)> {
-    let mut rows: Vec<(String, usize)> = Vec::new();
-    let winner = k.order[0];
-    rows.push(("winner".to_owned(), winner));
-    for &i in k
-        .front
-        .iter()
-        .filter(|&&i| i != winner)
-        .take(top.saturating_sub(1))
-    {
-        rows.push(("front".to_owned(), i));
-    }
-    let mut extra = |role: &str, name: &str| {
-        if let Some(i) = k.candidates.iter().position(|c| c.name == name) {
-            match rows.iter_mut().find(|(_, j)| *j == i) {
-                Some(row) => row.0 = format!("{}, {role}", row.0),
-                None => rows.push((role.to_owned(), i)),
-            }
-        }
-    };
-    if let Some(seed) = k.seed_name() {
-        extra("seed", seed);
-    }
-    extra("current", "current");
-    rows
-}
-
-/// The table printed for a key.
-pub fn key_table(k: &KeyAdvice, top: usize, costs: Costs) -> String {
-    let rows = rows(k, top);
-    let rows: Vec<Row<'_>> = rows
-        .iter()
-        .map(|(role, i)| Row {
-            role,
-            name: &k.candidates[*i].name,
-            score: &k.scores[*i],
-        })
-        .collect();
-    rank::table(&rows, costs)
-}
-
-/// One sentence on the winner against the seed preset (or the runner-up).
-fn verdict(k: &KeyAdvice, costs: Costs) -> String {
-    let w = &k.scores[k.order[0]];
-    let name = &k.winner().name;
-    let against = k
-        .seed_name()
-        .and_then(|s| Some((s, k.score_of(s)?)))
-        .or_else(|| {
-            k.order
-                .get(1)
-                .map(|&i| (k.candidates[i].name.as_str(), &k.scores[i]))
-        });
-    match against {
-        Some((other, o)) => format!(
-            "Winner {name}: cost {} against {} for {other}: it lets {} failing calls through ({} for {other}) and rejects {} good calls ({}).",
-            costs.of(w),
-            costs.of(o),
-            w.failed_let_through + w.failed_outside,
-            o.failed_let_through + o.failed_outside,
-            w.false_rejections,
-            o.false_rejections
-        ),
-        None => format!("Winner {name}: cost {}.", costs.of(w)),
-    }
-}
-
-/// The HTML report of `advice`.
-pub fn html(advice: &Advice, trace_name: &str, top: usize) -> String {
-    let sections: Vec<Section<'_>> = advice
-        .keys
-        .iter()
-        .map(|k| {
-            // The winner and the next two that behaved differently (many grid points
-            // tie: a field that never mattered on this trace).
-            let behaviour = |i: usize| {
-                let s = &k.scores[i];
-                (
-                    s.failed_let_through,
-                    s.failed_outside,
-                    s.false_rejections,
-                    s.opens,
-                )
-            };
-            let mut picks: Vec<(String, usize)> = Vec::new();
-            for &i in &k.order {
-                if picks.len() == 3 {
-                    break;
-                }
-                if !picks.iter().any(|(_, j)| behaviour(*j) == behaviour(i)) {
-                    let role = match picks.len() {
-                        0 => "winner".to_owned(),
-                        n => format!("#{}", n + 1),
-                    };
-                    picks.push((role, i));
-                }
-            }
-            for (role, i) in rows(k, top) {
-                if (role.contains("seed") || role.contains("current"))
-                    && !picks.iter().any(|(_, j)| *j == i)
-                {
-                    picks.push((role, i));
-                }
-            }
-            let bands = picks
-                .into_iter()
-                .map(|(role, i)| Band {
-                    role,
-                    name: k.candidates[i].name.clone(),
-                    segments: k.results[i].segments.clone(),
-                    lost: k.results[i].lost.clone(),
-                    saved: k.results[i].saved.clone(),
-                    score: k.scores[i].clone(),
-                })
-                .collect();
-            Section {
-                key: &k.key,
-                traffic: &advice.traffic.keys[&k.key],
-                bands,
-                table: key_table(k, top, advice.costs),
-                verdict: verdict(k, advice.costs),
-            }
-        })
-        .collect();
-    report::render(trace_name, advice.costs, &advice.traffic, &sections)
 }
 
 /// Checks that `text` loads into a registry and gives each key its winner.
@@ -403,27 +343,6 @@ pub fn check_document(text: &str, json: bool, advice: &Advice) -> Result<(), Str
         }
     }
     Ok(())
-}
-
-/// The text printed by `advise`: one table per key.
-pub fn printed(advice: &Advice, top: usize) -> String {
-    let mut out = String::new();
-    for k in &advice.keys {
-        out.push_str(&format!(
-            "\n{} / {}: {} configs replayed; winner {}\n\n",
-            k.key.0,
-            k.key.1,
-            k.candidates.len(),
-            k.winner().name
-        ));
-        out.push_str(&key_table(k, top, advice.costs));
-    }
-    out
-}
-
-/// Keys by name, for tests.
-pub fn by_key(advice: &Advice) -> BTreeMap<(String, String), &KeyAdvice> {
-    advice.keys.iter().map(|k| (k.key.clone(), k)).collect()
 }
 
 /// `tcb-advisor advise`.

@@ -25,9 +25,10 @@ generate   Writes a synthetic trace of the seed's dependencies (Cognito verifyJW
   --out FILE        write there instead of standard output
 
 advise     Replays TRACE (JSON lines: t, d, o, svc, op, optional inc) against the
-           seed presets, the current config document and a grid of candidate
-           configs, all in one pass; prints per key the Pareto front of failed calls
-           let through vs false rejections, and the winner by cost.
+           seed presets, the current config document and a grid of 480 configs in
+           one pass, then against the neighbours of each key's best in a second;
+           prints per key the Pareto front of failed calls let through vs false
+           rejections, and the winner by cost.
   --current DOC       the registry config document in force (TOML or JSON); its
                       config for each key is replayed as `current`, and the written
                       document keeps its other settings

@@ -14,6 +14,7 @@ pub mod args;
 pub mod document;
 mod error;
 pub mod generate;
+mod present;
 pub mod rank;
 pub mod replay;
 pub mod report;

@@ -28,6 +28,9 @@ pub struct KeyResult {
     pub saved: Vec<u64>,
 }
 
+/// Per key, per candidate (in the candidates' order).
+pub type Results = BTreeMap<(String, String), Vec<KeyResult>>;
+
 /// A replay of every candidate.
 pub struct Run {
     replay: Replay,
@@ -60,10 +63,7 @@ impl Run {
     /// Per key, per candidate (in the candidates' order), and the records the replay
     /// left out because they came later than its reorder window allows; the incidents
     /// the replay found (labelled or inferred) go into `traffic`.
-    pub fn finish(
-        self,
-        traffic: &mut Traffic,
-    ) -> (BTreeMap<(String, String), Vec<KeyResult>>, u64) {
+    pub fn finish(self, traffic: &mut Traffic) -> (Results, u64) {
         let report = self.replay.finish();
         let mut out = BTreeMap::new();
         for (k, key) in report.keys.iter().enumerate() {

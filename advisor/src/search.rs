@@ -13,7 +13,12 @@
 //! | `failure_rate_threshold` | none, 50 % |
 //!
 //! Every other field keeps the default (one half-open probe, ten buckets, slow calls
-//! count as failures). All candidates run in one replay pass.
+//! count as failures). The grid, the presets and the current config run in one replay
+//! pass.
+//!
+//! A second pass then looks around each key's best three (of distinct behaviour): one
+//! step at a time along each axis ([`neighbours`]), finer than the grid and past its
+//! edges, with two and three half-open probes too.
 
 use std::time::Duration;
 use tower_circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
@@ -27,6 +32,8 @@ pub enum Origin {
     Preset,
     /// The config document in force, resolved for one key.
     Current,
+    /// A neighbour of a key's best, from the second pass.
+    Refined,
 }
 
 /// A config to replay, with the name the table and report show.
@@ -98,7 +105,135 @@ pub fn describe(c: &CircuitBreakerConfig) -> String {
     if let Some(rate) = c.failure_rate_threshold() {
         name.push_str(&format!(" fr{}%", (rate * 100.0).round()));
     }
+    if c.half_open_max_calls() != 1 {
+        name.push_str(&format!(" p{}", c.half_open_max_calls()));
+    }
     name
+}
+
+/// `d × factor`, to whole seconds (at least 1 s) from 1 s up, to whole 100 ms below.
+fn scaled(d: Duration, factor: f64) -> Duration {
+    let ms = d.as_secs_f64() * factor * 1_000.0;
+    if ms >= 1_000.0 {
+        Duration::from_secs((ms / 1_000.0).round() as u64)
+    } else {
+        Duration::from_millis(((ms / 100.0).round() as u64).max(1) * 100)
+    }
+}
+
+/// The configs one step from `c` along one axis each: failure threshold, recovery,
+/// minimum requests, window length (and kind), expected response time, failure-rate
+/// criterion, half-open probes. Only valid ones; `c` itself is not among them.
+pub fn neighbours(c: &CircuitBreakerConfig) -> Vec<CircuitBreakerConfig> {
+    use tower_circuit_breaker::CircuitBreakerConfigBuilder as B;
+    let mut steps: Vec<B> = Vec::new();
+    let b = || c.to_builder();
+    let f = c.failure_threshold();
+    for v in [f.saturating_sub(1), f + 1, f * 2] {
+        steps.push(b().failure_threshold(v.max(1)));
+    }
+    for k in [0.5, 0.75, 1.5, 2.0] {
+        steps.push(b().recovery_timeout(scaled(c.recovery_timeout(), k)));
+    }
+    let m = c.minimum_request_count();
+    for v in [m / 2, m * 2, 20] {
+        steps.push(b().minimum_request_count(v));
+    }
+    match c.sliding_window() {
+        SlidingWindow::Count(n) => {
+            for v in [n / 2, n * 2] {
+                steps.push(b().sliding_window(SlidingWindow::Count(v)));
+            }
+            steps.push(
+                b().sliding_window(SlidingWindow::Time)
+                    .monitoring_window(Duration::from_secs(30)),
+            );
+        }
+        _ => {
+            for k in [0.5, 2.0] {
+                let w = scaled(c.monitoring_window(), k).max(Duration::from_secs(1));
+                steps.push(b().monitoring_window(w));
+            }
+            steps.push(b().sliding_window(SlidingWindow::Count(20)));
+        }
+    }
+    for k in [0.5, 2.0] {
+        steps.push(b().expected_response_time(scaled(c.expected_response_time(), k)));
+    }
+    match c.failure_rate_threshold() {
+        None => {
+            for r in [0.3, 0.7] {
+                steps.push(b().failure_rate_threshold(r));
+            }
+        }
+        Some(r) => {
+            // No setter clears a rate: rebuild from the fields without it.
+            steps.push(without_rate(c));
+            for v in [r - 0.2, r + 0.2] {
+                if v > 0.0 && v <= 1.0 {
+                    steps.push(b().failure_rate_threshold((v * 10.0).round() / 10.0));
+                }
+            }
+        }
+    }
+    for p in [1, 2, 3] {
+        steps.push(b().half_open_max_calls(p));
+    }
+    let mut out: Vec<CircuitBreakerConfig> = Vec::new();
+    for step in steps {
+        if let Ok(n) = step.build() {
+            if n != *c && !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// `c` without its failure-rate criterion.
+fn without_rate(c: &CircuitBreakerConfig) -> tower_circuit_breaker::CircuitBreakerConfigBuilder {
+    let mut b = CircuitBreakerConfig::builder()
+        .failure_threshold(c.failure_threshold())
+        .recovery_timeout(c.recovery_timeout())
+        .expected_response_time(c.expected_response_time())
+        .monitoring_window(c.monitoring_window())
+        .minimum_request_count(c.minimum_request_count())
+        .half_open_max_calls(c.half_open_max_calls())
+        .window_buckets(c.window_buckets())
+        .sliding_window(c.sliding_window())
+        .slow_call_is_failure(c.slow_call_is_failure())
+        .dropped_call_is_failure(c.dropped_call_is_failure())
+        .metrics_only(c.metrics_only());
+    if c.half_open_max_wait_is_set() {
+        b = b.half_open_max_wait(c.half_open_max_wait());
+    }
+    if let Some(r) = c.slow_call_rate_threshold() {
+        b = b.slow_call_rate_threshold(r);
+    }
+    if let Some(k) = c.backoff() {
+        b = b.backoff(k.multiplier, k.max, k.jitter);
+    }
+    b
+}
+
+/// The second pass's candidates: the neighbours of `best` not already in `known`, in a
+/// fixed order.
+pub fn refine(best: &[&CircuitBreakerConfig], known: &[Candidate]) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    for c in best {
+        for n in neighbours(c) {
+            let seen = known.iter().chain(&out).any(|k| k.config == n);
+            if !seen {
+                out.push(Candidate {
+                    name: describe(&n),
+                    origin: Origin::Refined,
+                    key: None,
+                    config: n,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The grid, in a fixed order (the order breaks ties in the ranking: longer windows
@@ -160,6 +295,43 @@ mod tests {
         assert_eq!(
             describe(&CircuitBreakerConfig::dynamodb()),
             "t60s f3 m5 r20s e500ms"
+        );
+    }
+
+    #[test]
+    fn neighbours_step_one_axis_at_a_time() {
+        let base = CircuitBreakerConfig::dynamodb();
+        let n = neighbours(&base);
+        let names: Vec<String> = n.iter().map(describe).collect();
+        for want in [
+            "t60s f2 m5 r20s e500ms",
+            "t60s f3 m5 r10s e500ms",
+            "t30s f3 m5 r20s e500ms",
+            "c20 f3 m5 r20s e500ms",
+            "t60s f3 m5 r20s e300ms",
+            "t60s f3 m5 r20s e500ms fr30%",
+            "t60s f3 m5 r20s e500ms p2",
+        ] {
+            assert!(names.iter().any(|x| x == want), "{want} not in {names:?}");
+        }
+        assert!(!n.contains(&base));
+        let with_rate = base
+            .to_builder()
+            .failure_rate_threshold(0.5)
+            .build()
+            .unwrap();
+        assert!(
+            neighbours(&with_rate)
+                .iter()
+                .any(|c| c.failure_rate_threshold().is_none())
+        );
+        // Already known configs are not replayed twice.
+        let known = grid();
+        let refined = refine(&[&known[0].config], &known);
+        assert!(
+            refined
+                .iter()
+                .all(|r| known.iter().all(|k| k.config != r.config))
         );
     }
 }
