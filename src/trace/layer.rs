@@ -138,12 +138,59 @@ struct Pending<C> {
 }
 
 pin_project! {
-    /// Response future of [`RecorderService`]: the inner future, recorded when it
-    /// completes.
+    /// Response future of [`RecorderService`] and of [`Recorder::record`]: the inner
+    /// future, recorded when it completes.
     pub struct RecorderFuture<F, C> {
         #[pin]
         fut: F,
         pending: Option<Pending<C>>,
+    }
+}
+
+impl Recorder {
+    /// Records the call `fut` makes under `key` (from [`key`](Recorder::key)), its
+    /// outcome by `classifier`, timed from now to its completion: the hook for work that
+    /// is not a tower service. The future's output passes through untouched; dropped
+    /// before it completes, it records nothing.
+    ///
+    /// Inside a [`Circuit::call`](crate::Circuit::call) or a registry's
+    /// [`execute`](crate::CircuitBreakerRegistry::execute) closure, it records the calls
+    /// the circuit let through, with the same classifier's verdict the circuit got:
+    ///
+    /// ```
+    /// use tower_circuit_breaker::classify::ErrorsAsFailures;
+    /// use tower_circuit_breaker::trace::Recorder;
+    /// use tower_circuit_breaker::{BoxError, CircuitBreakerConfig, CircuitBreakerRegistry, NoFallback};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (recorder, writer) = Recorder::spawn(Vec::new(), 4096);
+    /// let key = recorder.key("dynamodb", "getItem");
+    /// let registry = CircuitBreakerRegistry::new();
+    /// let item: Result<u32, BoxError> = registry
+    ///     .execute(
+    ///         "dynamodb",
+    ///         "getItem",
+    ///         || recorder.record(key, ErrorsAsFailures, async { Ok(42) }),
+    ///         NoFallback,
+    ///         &CircuitBreakerConfig::dynamodb(),
+    ///     )
+    ///     .await;
+    /// assert_eq!(item.unwrap(), 42);
+    /// drop(recorder);
+    /// assert_eq!(writer.finish().unwrap().1.written, 1);
+    /// # }
+    /// ```
+    pub fn record<F, C>(&self, key: RecordKey, classifier: C, fut: F) -> RecorderFuture<F, C> {
+        RecorderFuture {
+            fut,
+            pending: Some(Pending {
+                recorder: self.clone(),
+                key,
+                classifier,
+                start: self.start(),
+            }),
+        }
     }
 }
 

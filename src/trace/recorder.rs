@@ -75,8 +75,10 @@ pub struct RecorderStats {
 /// queued calls into JSON lines through a [`TraceWriter`] over a 64 KiB `BufWriter`.
 ///
 /// Cheap to clone (an `Arc`). The tower face is [`RecorderLayer`](super::RecorderLayer);
-/// [`start`](Self::start) and [`finish`](Self::finish) are the hook for anything else
-/// (a [`Circuit::call_with`](crate::Circuit::call_with), a registry's call, a permit).
+/// [`record`](Self::record) wraps any future (the work inside a
+/// [`Circuit::call`](crate::Circuit::call) or a registry's `execute`), and
+/// [`start`](Self::start) and [`finish`](Self::finish) are the hook for anything else (a
+/// [`Permit`](crate::Permit), a callback API).
 ///
 /// # Time
 ///

@@ -16,3 +16,11 @@ fn same_trace_same_configs_same_bytes_across_runs_and_threads() {
     assert_eq!(report.late_records, 0);
     assert!(report.configs.iter().all(|c| c.totals.opens >= 1));
 }
+
+#[test]
+fn a_replay_and_its_report_move_across_threads() {
+    fn send<T: Send>() {}
+    send::<tower_circuit_breaker::replay::Replay>();
+    send::<tower_circuit_breaker::replay::ReplayReport>();
+    send::<tower_circuit_breaker::trace::Recorder>();
+}

@@ -134,3 +134,34 @@ fn flush_waits_for_what_was_queued() {
     assert_eq!(stats.written, 1);
     assert_eq!(records(&bytes)[0].outcome, TraceOutcome::Ignored);
 }
+
+#[tokio::test(start_paused = true)]
+async fn record_inside_a_circuit_call_records_the_calls_let_through() {
+    use tower_circuit_breaker::Circuit;
+    use tower_circuit_breaker::classify::ErrorsAsFailures;
+    let (recorder, writer) = Recorder::spawn(Vec::new(), 64);
+    let key = recorder.key("cognito", "jwks");
+    let config = CircuitBreakerConfig::builder()
+        .failure_threshold(1)
+        .minimum_request_count(1)
+        .build()
+        .unwrap();
+    let circuit = Circuit::new(config);
+    let slow_failure = async {
+        tokio::time::sleep(Duration::from_millis(7)).await;
+        Err::<(), _>(io::Error::other("down"))
+    };
+    let first = circuit.call(recorder.record(key, ErrorsAsFailures, slow_failure));
+    first.await.unwrap_err();
+    // Rejected: the recorded future is dropped unpolled, nothing recorded.
+    let second =
+        circuit.call(recorder.record(key, ErrorsAsFailures, async { Ok::<_, io::Error>(()) }));
+    second.await.unwrap_err();
+    drop(recorder);
+    let recorded = records(&writer.finish().unwrap().0);
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        (recorded[0].duration_us, recorded[0].outcome),
+        (7_000, TraceOutcome::Fail)
+    );
+}
