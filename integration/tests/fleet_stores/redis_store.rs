@@ -96,7 +96,7 @@ async fn redis_layout_is_version_newline_body_with_a_millisecond_ttl() {
         .await
         .expect("connect");
     assert_eq!(store.key_prefix(), prefix);
-    assert_eq!(store.redis_key("a/b"), format!("{prefix}a/b"));
+    assert_eq!(store.redis_key("a/b"), format!("{{{prefix}}}a/b"));
     let mut raw = raw(&url).await;
     let full = store.redis_key("k");
 
