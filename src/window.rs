@@ -419,6 +419,30 @@ impl Window {
         (window, lifetime)
     }
 
+    /// Adds counts restored from a snapshot: `window` to the bucket of `now_ns` (so they
+    /// leave the window one window length later), `earlier` to the lifetime totals only.
+    pub(crate) fn seed(&self, now_ns: u64, width_ns: u64, window: Counts, earlier: Counts) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(earlier);
+        if window == Counts::default() {
+            return;
+        }
+        let (idx, slot) = self.locate(now_ns, width_ns);
+        if !self.rotate(slot, idx) {
+            return;
+        }
+        // Into the slot's spill, which every reader adds to the slot's cells and a
+        // rotation retires with them.
+        let mut spill = self.spill.lock().unwrap_or_else(|e| e.into_inner());
+        if spill.is_empty() {
+            *spill = vec![Counts::default(); self.buckets as usize].into_boxed_slice();
+        }
+        spill[slot].add(window);
+        self.spilled.store(true, Ordering::Release);
+    }
+
     /// Empties the window. Counts move to the lifetime totals.
     pub(crate) fn clear(&self) {
         let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());

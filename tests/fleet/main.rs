@@ -11,6 +11,8 @@
 
 mod hostile;
 mod scenarios;
+mod skew;
+mod slow;
 
 use scenarios::{Harness, Mode, trip};
 
@@ -29,6 +31,54 @@ fn memory() -> Arc<MemoryStore> {
 }
 
 // ===== the issue's scenarios, on the in-process store =====
+
+// Issue 14, section 4: one writer's clock off by ±5 s (within the default allowance) and
+// ±5 min (beyond it).
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_s_ahead_is_an_instance_like_any_other() {
+    skew::skew_within_the_allowance(memory(), 5_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_s_behind_is_an_instance_like_any_other() {
+    skew::skew_within_the_allowance(memory(), -5_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_min_ahead_is_no_evidence_and_cannot_stretch_a_break() {
+    skew::skew_beyond_the_allowance(memory(), 300_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_min_behind_is_no_evidence_and_cannot_stretch_a_break() {
+    skew::skew_beyond_the_allowance(memory(), -300_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_min_ahead_does_not_block_a_genuine_quorum() {
+    skew::skew_beyond_the_allowance_does_not_block_a_quorum(memory(), 300_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_min_behind_does_not_block_a_genuine_quorum() {
+    skew::skew_beyond_the_allowance_does_not_block_a_quorum(memory(), -300_000).await;
+}
+
+// Issue 14, section 4: slow calls in the reports.
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_not_failing_dependency_opens_the_fleet() {
+    slow::slow_calls_are_failure_evidence(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_slow_call_rate_criterion_applies_fleet_wide() {
+    slow::slow_call_rate_opens_the_fleet(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sandboxes_tripped_by_slowness_make_a_quorum() {
+    slow::slow_trips_make_a_quorum(memory(), Mode::Background).await;
+}
 
 #[tokio::test(start_paused = true)]
 async fn peers_adopt_a_quorum_open_within_the_cache_period() {

@@ -28,17 +28,13 @@ async fn raw(urls: &[String]) -> ClusterConnection {
         .expect("raw cluster connection")
 }
 
+/// One command on the cluster connection, routed by its key.
 async fn raw_cmd<T: ::redis::FromRedisValue>(
     connection: &mut ClusterConnection,
     args: &[&str],
 ) -> T {
-    let mut cmd = ::redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    bounded("raw command", cmd.query_async(connection))
-        .await
-        .expect("raw command")
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    crate::redis_store::raw_cmd(connection, &args).await
 }
 
 struct ClusterBackend {

@@ -32,8 +32,9 @@ async fn raw(url: &str) -> MultiplexedConnection {
         .expect("raw connection")
 }
 
-async fn raw_cmd<T: ::redis::FromRedisValue>(
-    connection: &mut MultiplexedConnection,
+/// One command on a plain connection (one node or a cluster's), bounded.
+pub async fn raw_cmd<T: ::redis::FromRedisValue>(
+    connection: &mut (impl ::redis::aio::ConnectionLike + Send),
     args: &[&[u8]],
 ) -> T {
     let mut cmd = ::redis::cmd(std::str::from_utf8(args[0]).expect("command name"));
