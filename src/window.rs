@@ -145,6 +145,16 @@ impl Counts {
         self.slow_failures += other.slow_failures;
     }
 
+    /// `self - other`, field by field (never below zero).
+    pub(crate) fn minus(&self, other: Counts) -> Counts {
+        Counts {
+            calls: self.calls.saturating_sub(other.calls),
+            failures: self.failures.saturating_sub(other.failures),
+            slow_successes: self.slow_successes.saturating_sub(other.slow_successes),
+            slow_failures: self.slow_failures.saturating_sub(other.slow_failures),
+        }
+    }
+
     pub(crate) fn successes(&self) -> u64 {
         self.calls - self.failures
     }
