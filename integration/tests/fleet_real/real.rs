@@ -177,6 +177,7 @@ macro_rules! slow_tests {
 slow_tests! { redis:
     redis_slow_calls_are_failure_evidence => slow_calls_are_failure_evidence,
     redis_slow_call_rate_opens_the_fleet => slow_call_rate_opens_the_fleet,
+    redis_slow_trips_make_a_quorum => slow_trips_make_a_quorum,
 }
 
 slow_tests! { dynamodb:
