@@ -117,7 +117,9 @@
 //! * `fleet`: `fleet`, fleet-wide circuits: a circuit's trips, window counts and probe
 //!   leases shared across processes through a store, off the request path.
 //! * `fleet-redis`, `fleet-dynamodb`: `fleet::RedisStore` and `fleet::DynamoDbStore`, the
-//!   fleet state stores in Redis and DynamoDB (the latter needs Rust 1.94.1 or newer).
+//!   fleet state stores in Redis (one node or a Redis Cluster) and DynamoDB (the latter
+//!   needs Rust 1.94.1 or newer).
+//! * `fleet-redis-tls`: `rediss://` for `fleet::RedisStore` (rustls, with aws-lc-rs).
 //!
 //! # Supported Rust versions
 //!
