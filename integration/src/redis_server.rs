@@ -16,6 +16,7 @@ pub struct RedisServer {
     port: u16,
     password: Option<String>,
     tls: Option<TlsFiles>,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -32,16 +33,23 @@ impl RedisServer {
     /// Starts `bin` on a free port, waiting until it accepts connections; with
     /// `requirepass` when `password` is given.
     pub async fn start(bin: &str, password: Option<&str>) -> Self {
-        Self::start_with(bin, password, None).await
+        Self::start_with(bin, password, None, Vec::new()).await
     }
 
     /// As [`start`](Self::start), but speaking only TLS on its port (`--port 0
     /// --tls-port PORT`): a client in clear gets no answer.
     pub async fn start_tls(bin: &str, password: Option<&str>, files: TlsFiles) -> Self {
-        Self::start_with(bin, password, Some(files)).await
+        Self::start_with(bin, password, Some(files), Vec::new()).await
     }
 
-    async fn start_with(bin: &str, password: Option<&str>, tls: Option<TlsFiles>) -> Self {
+    /// As [`start`](Self::start) or [`start_tls`](Self::start_tls), with more
+    /// `redis-server` arguments (paths in them must be absolute: `--dir` moves the server).
+    pub async fn start_with(
+        bin: &str,
+        password: Option<&str>,
+        tls: Option<TlsFiles>,
+        extra: Vec<String>,
+    ) -> Self {
         let port = {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.local_addr().expect("addr").port()
@@ -51,6 +59,7 @@ impl RedisServer {
             port,
             password: password.map(str::to_owned),
             tls,
+            extra,
             child: None,
         };
         server.restart().await;
@@ -94,6 +103,7 @@ impl RedisServer {
             None => command.args(["--port", &self.port.to_string()]),
         };
         let mut child = command
+            .args(&self.extra)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "notice", "--logfile", ""])

@@ -228,3 +228,126 @@ async fn redis_tls_refuses_clear_text_clients_and_untrusted_certificates() {
         CasOutcome::Written(1)
     );
 }
+
+/// A free loopback port (for a cluster node's bus).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Runs `redis-cli` (beside `redis-server`) over TLS with `args`; its output.
+fn redis_cli(bin: &str, ca: &str, args: &[&str]) -> String {
+    let cli = std::path::Path::new(bin).with_file_name("redis-cli");
+    let out = std::process::Command::new(cli)
+        .args(["--tls", "--cacert", ca, "-a", PASSWORD, "--no-auth-warning"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// ElastiCache Serverless's shape: a Redis Cluster that speaks only TLS (the cluster bus
+/// too). Three TLS-only nodes of the test's own, joined by `redis-cli --cluster create`;
+/// the cluster store reaches them all over TLS, trusting the test's CA, from one node's
+/// URL, and a fleet's keys stay in one slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tls_cluster_routes_every_command_over_tls() {
+    let test = "redis_tls_cluster_routes_every_command_over_tls";
+    let Some(bin) = env_or_skip("REDIS_SERVER_BIN", test) else {
+        return;
+    };
+    let (ca_pem, files) = pki("cluster");
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let dir = PathBuf::from(&files.ca).with_file_name(format!("node-{}", free_port()));
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let extra = [
+            "--cluster-enabled",
+            "yes",
+            "--tls-cluster",
+            "yes",
+            "--cluster-port",
+            &free_port().to_string(),
+            "--cluster-config-file",
+            "nodes.conf",
+            "--dir",
+            &dir.to_string_lossy(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        nodes.push(RedisServer::start_with(&bin, Some(PASSWORD), Some(files.clone()), extra).await);
+    }
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
+    create.extend(addresses);
+    create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(str::to_owned));
+    let (bin2, ca) = (bin.clone(), files.ca.clone());
+    let created = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = create.iter().map(String::as_str).collect();
+        redis_cli(&bin2, &ca, &args)
+    })
+    .await
+    .unwrap();
+    assert!(created.contains("All 16384 slots covered"), "{created}");
+    // Ready when every node says so (bounded: a hang fails the test).
+    let (bin2, ca, ports) = (
+        bin.clone(),
+        files.ca.clone(),
+        nodes
+            .iter()
+            .map(|n| n.port().to_string())
+            .collect::<Vec<_>>(),
+    );
+    let ready = tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        ports.iter().all(|port| {
+            loop {
+                let info = redis_cli(&bin2, &ca, &["-p", port, "cluster", "info"]);
+                if info.contains("cluster_state:ok") {
+                    break true;
+                }
+                if start.elapsed() > std::time::Duration::from_secs(20) {
+                    break false;
+                }
+                std::thread::yield_now();
+            }
+        })
+    })
+    .await
+    .unwrap();
+    assert!(ready, "the TLS cluster did not become ok");
+
+    let url = format!("rediss://:{PASSWORD}@127.0.0.1:{}/", nodes[0].port());
+    let store = RedisStore::cluster_builder([url.as_str()])
+        .root_certificates_pem(ca_pem.into_bytes())
+        .key_prefix(format!("{}:", unique("tls-cluster")))
+        .connect()
+        .await
+        .expect("connect to the TLS cluster");
+    assert!(store.is_cluster() && store.is_tls());
+    let keys: Vec<String> = (0..6).map(|i| format!("app/circuit-{i}")).collect();
+    for key in &keys {
+        assert_eq!(
+            cas(&store, key, None, MARKER.as_bytes()).await.unwrap(),
+            CasOutcome::Written(1)
+        );
+    }
+    let many = bounded("load_many", store.load_many(&keys)).await.unwrap();
+    assert!(
+        many.iter()
+            .all(|r| r.as_ref().unwrap().body == MARKER.as_bytes())
+    );
+    let port = nodes[1].port().to_string();
+    let slot_of = |key: &str| {
+        let full = store.redis_key(key);
+        redis_cli(&bin, &files.ca, &["-p", &port, "cluster", "keyslot", &full])
+    };
+    let slot = slot_of(&keys[0]);
+    for key in &keys[1..] {
+        assert_eq!(slot_of(key), slot, "one slot for the fleet");
+    }
+}
