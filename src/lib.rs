@@ -123,7 +123,9 @@
 //!   once on a simulated clock and reports, per configuration and key, what each would
 //!   have done (failures let through, false rejections, opens, time to open and close).
 //! * `fleet-redis`, `fleet-dynamodb`: `fleet::RedisStore` and `fleet::DynamoDbStore`, the
-//!   fleet state stores in Redis and DynamoDB (the latter needs Rust 1.94.1 or newer).
+//!   fleet state stores in Redis (one node or a Redis Cluster) and DynamoDB (the latter
+//!   needs Rust 1.94.1 or newer).
+//! * `fleet-redis-tls`: `rediss://` for `fleet::RedisStore` (rustls, with aws-lc-rs).
 //!
 //! # Supported Rust versions
 //!

@@ -145,6 +145,16 @@ impl Counts {
         self.slow_failures += other.slow_failures;
     }
 
+    /// `self - other`, field by field (never below zero).
+    pub(crate) fn minus(&self, other: Counts) -> Counts {
+        Counts {
+            calls: self.calls.saturating_sub(other.calls),
+            failures: self.failures.saturating_sub(other.failures),
+            slow_successes: self.slow_successes.saturating_sub(other.slow_successes),
+            slow_failures: self.slow_failures.saturating_sub(other.slow_failures),
+        }
+    }
+
     pub(crate) fn successes(&self) -> u64 {
         self.calls - self.failures
     }
@@ -421,6 +431,30 @@ impl Window {
             lifetime.add_cells(a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
         }
         (window, lifetime)
+    }
+
+    /// Adds counts restored from a snapshot: `window` to the bucket of `now_ns` (so they
+    /// leave the window one window length later), `earlier` to the lifetime totals only.
+    pub(crate) fn seed(&self, now_ns: u64, width_ns: u64, window: Counts, earlier: Counts) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(earlier);
+        if window == Counts::default() {
+            return;
+        }
+        let (idx, slot) = self.locate(now_ns, width_ns);
+        if !self.rotate(slot, idx) {
+            return;
+        }
+        // Into the slot's spill, which every reader adds to the slot's cells and a
+        // rotation retires with them.
+        let mut spill = self.spill.lock().unwrap_or_else(|e| e.into_inner());
+        if spill.is_empty() {
+            *spill = vec![Counts::default(); self.buckets as usize].into_boxed_slice();
+        }
+        spill[slot].add(window);
+        self.spilled.store(true, Ordering::Release);
     }
 
     /// Empties the window. Counts move to the lifetime totals.

@@ -15,13 +15,41 @@ pub struct RedisServer {
     bin: String,
     port: u16,
     password: Option<String>,
+    tls: Option<TlsFiles>,
+    extra: Vec<String>,
     child: Option<Child>,
+}
+
+/// The PEM files of a TLS-only server: its certificate chain, its key, and the CA it would
+/// check client certificates against (clients are not asked for one).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: String,
+    pub key: String,
+    pub ca: String,
 }
 
 impl RedisServer {
     /// Starts `bin` on a free port, waiting until it accepts connections; with
     /// `requirepass` when `password` is given.
     pub async fn start(bin: &str, password: Option<&str>) -> Self {
+        Self::start_with(bin, password, None, Vec::new()).await
+    }
+
+    /// As [`start`](Self::start), but speaking only TLS on its port (`--port 0
+    /// --tls-port PORT`): a client in clear gets no answer.
+    pub async fn start_tls(bin: &str, password: Option<&str>, files: TlsFiles) -> Self {
+        Self::start_with(bin, password, Some(files), Vec::new()).await
+    }
+
+    /// As [`start`](Self::start) or [`start_tls`](Self::start_tls), with more
+    /// `redis-server` arguments (paths in them must be absolute: `--dir` moves the server).
+    pub async fn start_with(
+        bin: &str,
+        password: Option<&str>,
+        tls: Option<TlsFiles>,
+        extra: Vec<String>,
+    ) -> Self {
         let port = {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.local_addr().expect("addr").port()
@@ -30,18 +58,29 @@ impl RedisServer {
             bin: bin.to_owned(),
             port,
             password: password.map(str::to_owned),
+            tls,
+            extra,
             child: None,
         };
         server.restart().await;
         server
     }
 
-    /// `redis://[:password@]127.0.0.1:PORT/`.
+    /// `redis://[:password@]127.0.0.1:PORT/` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
-            None => format!("redis://127.0.0.1:{}/", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}/", self.port),
+            None => format!("{scheme}://127.0.0.1:{}/", self.port),
         }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn pid(&self) -> u32 {
@@ -56,8 +95,16 @@ impl RedisServer {
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
+        match &self.tls {
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &tls.cert, "--tls-key-file", &tls.key])
+                .args(["--tls-ca-cert-file", &tls.ca, "--tls-auth-clients", "no"]),
+            None => command.args(["--port", &self.port.to_string()]),
+        };
         let mut child = command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&self.extra)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "notice", "--logfile", ""])
             .stdin(Stdio::null())

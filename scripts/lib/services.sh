@@ -8,6 +8,7 @@
 #   trap services_stop EXIT
 #   moto_start        # sets MOTO_ENDPOINT, moto_pid
 #   redis_start       # sets REDIS_URL, REDIS_SERVER_BIN, redis_pid
+#   redis_cluster_start   # sets REDIS_CLUSTER_URLS, redis_cluster_pids
 #
 # Environment: MOTO_VENV (default .venv-moto), PYTHON (default python3), MOTO_VERSION
 # (default 5.2.5), MOTO_READY_TIMEOUT in seconds (default 60), REDIS_SERVER_BIN (default:
@@ -17,6 +18,7 @@
 moto_venv=${MOTO_VENV:-.venv-moto}
 moto_pid=
 redis_pid=
+redis_cluster_pids=()
 
 # moto_install: the virtualenv $moto_venv with moto[server] from PyPI, if missing.
 moto_install() {
@@ -111,6 +113,59 @@ redis_start() {
     echo "== $("$REDIS_SERVER_BIN" --version | cut -d' ' -f1-3) ready at $REDIS_URL (pid $redis_pid, log $log)"
 }
 
+# redis_cluster_start: a 3-node Redis Cluster (three primaries, no replicas) on free loopback
+# ports, each node with its cluster bus on another free port (--cluster-port) and its
+# nodes.conf under target/redis/cluster-PORT; `redis-cli --cluster create` assigns the 16384
+# slots; waits for cluster_state:ok. Exports REDIS_CLUSTER_URLS (the nodes' redis:// URLs,
+# comma-separated). Logs: target/redis/cluster-PORT/redis-server.log.
+redis_cluster_start() {
+    redis_install
+    local timeout=${REDIS_READY_TIMEOUT:-20} start=$SECONDS port bus dir log pid
+    local cli=${REDIS_CLI_BIN:-$(dirname "$REDIS_SERVER_BIN")/redis-cli}
+    local nodes=() urls=()
+    for _ in 1 2 3; do
+        port=$(free_port)
+        bus=$(free_port)
+        dir=target/redis/cluster-$port
+        log=$dir/redis-server.log
+        rm -f "$dir/nodes.conf" "$log"
+        mkdir -p "$dir"
+        "$REDIS_SERVER_BIN" --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+            --cluster-port "$bus" --cluster-config-file nodes.conf --dir "$dir" \
+            --save "" --appendonly no --daemonize no --logfile "" >"$log" 2>&1 </dev/null &
+        pid=$!
+        redis_cluster_pids+=("$pid")
+        until grep -qs "Ready to accept connections" "$log"; do
+            if ! kill -0 "$pid" 2>/dev/null || ((SECONDS - start >= timeout)); then
+                echo "error: cluster node redis-server (pid $pid) not ready on port $port within ${timeout} s; its log ($log):" >&2
+                tail -n 30 "$log" >&2 || true
+                return 1
+            fi
+            sleep 0.1
+        done
+        nodes+=("127.0.0.1:$port")
+        urls+=("redis://127.0.0.1:$port/")
+    done
+    "$cli" --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+        >target/redis/cluster-create.log 2>&1 || {
+        echo "error: redis-cli --cluster create failed; its output (target/redis/cluster-create.log):" >&2
+        tail -n 30 target/redis/cluster-create.log >&2 || true
+        return 1
+    }
+    for node in "${nodes[@]}"; do
+        until "$cli" -h 127.0.0.1 -p "${node##*:}" cluster info 2>/dev/null | grep -q "cluster_state:ok"; do
+            if ((SECONDS - start >= timeout)); then
+                echo "error: the Redis Cluster (${nodes[*]}) is not ok within ${timeout} s" >&2
+                return 1
+            fi
+            sleep 0.1
+        done
+    done
+    REDIS_CLUSTER_URLS=$(IFS=,; echo "${urls[*]}")
+    export REDIS_CLUSTER_URLS
+    echo "== Redis Cluster of 3 primaries ready at ${nodes[*]} (pids ${redis_cluster_pids[*]}) in $((SECONDS - start)) s"
+}
+
 # stop_pid NAME PID: stops a server this shell started, by its PID.
 stop_pid() {
     if [[ -n "$2" ]] && kill -0 "$2" 2>/dev/null; then
@@ -120,10 +175,15 @@ stop_pid() {
     fi
 }
 
-# services_stop: stops whatever moto_start and redis_start started. For `trap ... EXIT`.
+# services_stop: stops whatever moto_start, redis_start and redis_cluster_start started. For `trap ... EXIT`.
 services_stop() {
     stop_pid moto "$moto_pid"
     stop_pid redis-server "$redis_pid"
+    local pid
+    for pid in "${redis_cluster_pids[@]}"; do
+        stop_pid "redis-server (cluster node)" "$pid"
+    done
     moto_pid=
     redis_pid=
+    redis_cluster_pids=()
 }

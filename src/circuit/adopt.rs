@@ -14,6 +14,7 @@ use crate::CircuitState;
 use crate::primitives::Ordering;
 use crate::state::Mode;
 use crate::stats::TransitionReason;
+use crate::window::Counts;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
@@ -108,6 +109,27 @@ impl Circuit {
                 .then(|| self.wall(self.shared.hot.open_until.load(Ordering::Acquire))),
             opens_in_a_row: locked.opens_in_a_row,
             now: self.wall(self.now_ns()),
+        }
+    }
+
+    /// The window's and the lifetime counts now, read together under the lock.
+    pub(crate) fn counts(&self) -> (Counts, Counts) {
+        let locked = self.lock();
+        self.counts_locked(&locked, self.now_ns_checked())
+    }
+
+    /// Adds restored counts: `window` to the time window's newest bucket (to the lifetime
+    /// only when the circuit counts calls instead), `earlier` to the lifetime totals.
+    pub(crate) fn restore_counts(&self, window: Counts, earlier: Counts) {
+        let locked = self.lock();
+        let now = self.now_ns_checked();
+        let width = locked.config.bucket_width_ns();
+        if self.shared.count.is_some() {
+            let mut all = earlier;
+            all.add(window);
+            self.shared.window.seed(now, width, Counts::default(), all);
+        } else {
+            self.shared.window.seed(now, width, window, earlier);
         }
     }
 

@@ -41,7 +41,7 @@ use crate::error::{CallError, Name};
 use crate::primitives::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::state::{Mode, Word};
 use crate::stats::{CircuitBreakerStats, ManualOverride, TransitionEvent, WindowStats};
-use crate::window::Window;
+use crate::window::{Counts, Window};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -440,10 +440,9 @@ impl Circuit {
         self.stats_locked(&locked)
     }
 
-    fn stats_locked(&self, locked: &Locked) -> CircuitBreakerStats {
-        let now = self.now_ns_checked();
-        let hot = &self.shared.hot;
-        let w = self.word();
+    /// The window's counts (the count window's, when it counts calls) and the lifetime
+    /// counts at `now`.
+    fn counts_locked(&self, locked: &Locked, now: u64) -> (Counts, Counts) {
         let (mut window, mut life) = self
             .shared
             .window
@@ -453,6 +452,14 @@ impl Circuit {
             window = w;
             life.add(l);
         }
+        (window, life)
+    }
+
+    fn stats_locked(&self, locked: &Locked) -> CircuitBreakerStats {
+        let now = self.now_ns_checked();
+        let hot = &self.shared.hot;
+        let w = self.word();
+        let (window, life) = self.counts_locked(locked, now);
         let (rejected, ignored) = self.shared.window.rejected_ignored();
         let slow_is_failure = locked.config.slow_call_is_failure;
         let trip_failures = window.trip_failures(slow_is_failure);

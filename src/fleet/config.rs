@@ -19,7 +19,14 @@ use std::time::{Duration, SystemTime};
 ///   or a failed probe; an instance that adopted the fleet's Open does not count), **or**
 /// * the fleet's window holds at least `min_fleet_requests` calls, at least
 ///   `fleet_failure_rate` of them failed, and the failures come from at least
-///   `min_failing_instances` distinct instances.
+///   `min_failing_instances` distinct instances, **or**
+/// * (when the circuit's config has a `slow_call_rate_threshold`) the same volume, at
+///   least that rate of the calls were slow, from at least `min_failing_instances`
+///   distinct instances.
+///
+/// Reports count failures as each instance's trip rule does: a slow success (slower than
+/// `expected_response_time`) is a failure when `slow_call_is_failure` (the presets), so a
+/// fleet whose dependency is slow but not failing opens on that evidence too.
 ///
 /// So one sick sandbox (a bad host, a bad network path) opens only its own circuit, as the
 /// Polly maintainers' analysis of shared breakers asks.
@@ -100,7 +107,11 @@ getters! {
     /// 5 s). Between 0 and `report_ttl`. A record read from the store is untrusted, and
     /// its times are judged against the reader's own clock with this allowance:
     ///
-    /// * a report dated further ahead than this is dropped (it is no evidence);
+    /// * a report dated further ahead than this is no evidence (a report older than
+    ///   `report_ttl` neither); such reports stay in the record for the other readers to
+    ///   judge, and are removed only when further than 10 × `report_ttl` from the
+    ///   reader's clock, so a writer whose clock is off by more than the allowance
+    ///   ignores the others' reports but does not delete them;
     /// * a probe lease never lasts past now + `lease_ttl`: one ending later is shortened
     ///   to that, and one ending later than now + `lease_ttl` + this allowance is dropped;
     /// * the time of the fleet's last transition, when further ahead, is taken as now;
@@ -171,11 +182,18 @@ impl FleetConfig {
         duration_ms(self.max_clock_skew)
     }
 
-    pub(crate) fn meets(&self, e: super::record::Evidence) -> bool {
+    /// The adoption rule. `slow_call_rate`: the local circuit's slow-call-rate criterion,
+    /// applied to the fleet's slow calls with the same volume and instance rules as
+    /// failures (slow calls that count as failures are in the reports' failures already).
+    pub(crate) fn meets(&self, e: super::record::Evidence, slow_call_rate: Option<f64>) -> bool {
+        let volume = e.requests >= self.min_fleet_requests;
         e.open_instances >= self.quorum
-            || (e.requests >= self.min_fleet_requests
+            || (volume
                 && e.failures as f64 >= self.fleet_failure_rate * e.requests as f64
                 && e.failing_instances >= self.min_failing_instances)
+            || (volume
+                && slow_call_rate.is_some_and(|rate| e.slow as f64 >= rate * e.requests as f64)
+                && e.slow_instances >= self.min_failing_instances)
     }
 }
 

@@ -53,6 +53,6 @@ pub use config::{FleetConfig, FleetConfigBuilder};
 pub(crate) use hook::FleetHook;
 pub use memory::MemoryStore;
 pub use record::FleetState;
-pub use snapshot::{CircuitSnapshot, SnapshotError};
+pub use snapshot::{CircuitSnapshot, SnapshotCounts, SnapshotError};
 pub use store::{CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord};
 pub use sync::{FleetMode, FleetStatus, FleetSync};

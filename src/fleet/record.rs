@@ -2,12 +2,18 @@
 //!
 //! JSON, with a format number. Bodies read back are untrusted: bounded in size and in
 //! every list, checked field by field, and refused as [`StoreErrorKind::Corrupt`].
+//!
+//! Formats: 1 has no slow-call counts; 2 adds a report's `slow`. A record is written as
+//! format 1 while none of its reports has slow calls (so the previous version, which reads
+//! only format 1, still reads it) and as format 2 otherwise; both are read.
 
 use super::store::{StoreError, StoreErrorKind};
 use serde::{Deserialize, Serialize};
 
-/// The format this version writes and reads.
-pub(crate) const FORMAT: u32 = 1;
+/// The newest format, written when a report carries slow calls.
+pub(crate) const FORMAT: u32 = 2;
+/// The first format (no slow-call counts), still written when there are none.
+pub(crate) const FORMAT_V1: u32 = 1;
 /// Larger bodies are refused unread.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// Reports kept per record; the oldest go first.
@@ -15,6 +21,12 @@ pub(crate) const MAX_REPORTS: usize = 256;
 const MAX_LEASES: usize = 16;
 /// Longest instance id.
 pub(crate) const MAX_ID: usize = 128;
+/// Reports further than this many `report_ttl`s from a reader's clock (either way) are
+/// removed from the record; nearer ones outside the reader's window (older than
+/// `report_ttl`, or ahead by more than `max_clock_skew`) are only left out of its
+/// evidence. So a writer whose clock is off cannot delete the other instances' reports,
+/// only ignore them, and garbage still goes.
+const KEEP_TTLS: u64 = 10;
 
 /// The fleet's state for one circuit, as the shared record says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,6 +52,10 @@ pub(crate) struct FleetRecord {
     pub(crate) changed_by: String,
     pub(crate) reports: Vec<Report>,
     pub(crate) leases: Vec<Lease>,
+    /// Ids of the reports this reader leaves out of the evidence (outside its window);
+    /// never stored.
+    #[serde(skip)]
+    pub(crate) ignored: Vec<String>,
 }
 
 /// One instance's view of its own window.
@@ -48,7 +64,13 @@ pub(crate) struct FleetRecord {
 pub(crate) struct Report {
     pub(crate) id: String,
     pub(crate) requests: u64,
+    /// Failures as the writer's trip rule counts them: with its slow successes when its
+    /// circuit counts a slow call as a failure (`slow_call_is_failure`).
     pub(crate) failures: u64,
+    /// Calls slower than the writer's `expected_response_time`, failed or not (format 2;
+    /// absent, so 0, in format 1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) slow: u64,
     /// Open on its own evidence (tripped or a failed probe), not by adoption.
     pub(crate) open: bool,
     pub(crate) at_ms: u64,
@@ -71,18 +93,26 @@ pub(crate) struct Evidence {
     pub(crate) instances: u32,
     pub(crate) open_instances: u32,
     pub(crate) failing_instances: u32,
+    /// Instances that saw slow calls.
+    pub(crate) slow_instances: u32,
     pub(crate) requests: u64,
     pub(crate) failures: u64,
+    pub(crate) slow: u64,
 }
 
 /// What a reader trusts of a record's times: its own clock, the clock-skew allowance,
-/// its lease TTL and the longest break its own circuit could take.
+/// its report and lease TTLs and the longest break its own circuit could take.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     pub(crate) now_ms: u64,
     pub(crate) skew_ms: u64,
+    pub(crate) report_ttl_ms: u64,
     pub(crate) lease_ttl_ms: u64,
     pub(crate) longest_break_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn corrupt(why: &str) -> StoreError {
@@ -92,7 +122,7 @@ fn corrupt(why: &str) -> StoreError {
 impl FleetRecord {
     pub(crate) fn empty() -> Self {
         FleetRecord {
-            format: FORMAT,
+            format: FORMAT_V1,
             state: FleetState::Closed,
             generation: 0,
             open_until_ms: 0,
@@ -100,6 +130,7 @@ impl FleetRecord {
             changed_by: String::new(),
             reports: Vec::new(),
             leases: Vec::new(),
+            ignored: Vec::new(),
         }
     }
 
@@ -113,12 +144,26 @@ impl FleetRecord {
         Ok(record)
     }
 
+    /// JSON, as format 1 unless a report carries slow calls.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let format = if self.reports.iter().any(|r| r.slow > 0) {
+            FORMAT
+        } else {
+            FORMAT_V1
+        };
+        if format == self.format {
+            serde_json::to_vec(self).unwrap_or_default()
+        } else {
+            serde_json::to_vec(&FleetRecord {
+                format,
+                ..self.clone()
+            })
+            .unwrap_or_default()
+        }
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        if self.format != FORMAT {
+        if self.format != FORMAT && self.format != FORMAT_V1 {
             return Err(corrupt("unknown format"));
         }
         if self.changed_by.len() > MAX_ID {
@@ -133,6 +178,12 @@ impl FleetRecord {
             }
             if r.failures > r.requests {
                 return Err(corrupt("more failures than requests"));
+            }
+            if r.slow > r.requests {
+                return Err(corrupt("more slow calls than requests"));
+            }
+            if r.slow > 0 && self.format == FORMAT_V1 {
+                return Err(corrupt("slow calls in a format-1 record"));
             }
             if self.reports[..i].iter().any(|o| o.id == r.id) {
                 return Err(corrupt("duplicate instance"));
@@ -150,7 +201,8 @@ impl FleetRecord {
     }
 
     /// Clamps or drops every time in the record that the reader cannot trust (see
-    /// `FleetConfig::max_clock_skew`): reports dated beyond now + skew are dropped; leases
+    /// `FleetConfig::max_clock_skew`): reports dated beyond now + skew are no evidence
+    /// (ignored, and dropped when beyond now + skew + [`KEEP_TTLS`] report TTLs); leases
     /// end by now + lease TTL (dropped when they claimed more than that plus the skew);
     /// a transition time beyond now + skew becomes now; an Open break ends by now + the
     /// longest local break. True when anything changed (the record must be written back,
@@ -160,7 +212,13 @@ impl FleetRecord {
         let lease_end = l.now_ms.saturating_add(l.lease_ttl_ms);
         let lease_limit = lease_end.saturating_add(l.skew_ms);
         let (reports, leases) = (self.reports.len(), self.leases.len());
-        self.reports.retain(|r| r.at_ms <= horizon);
+        let garbage = horizon.saturating_add(l.report_ttl_ms.saturating_mul(KEEP_TTLS));
+        self.reports.retain(|r| r.at_ms <= garbage);
+        for r in &self.reports {
+            if r.at_ms > horizon && !self.ignored.contains(&r.id) {
+                self.ignored.push(r.id.clone());
+            }
+        }
         self.leases.retain(|x| x.until_ms <= lease_limit);
         let mut changed = reports != self.reports.len() || leases != self.leases.len();
         for x in &mut self.leases {
@@ -181,22 +239,31 @@ impl FleetRecord {
         changed
     }
 
-    /// Drops reports older than `report_ttl_ms` and expired leases.
+    /// Leaves reports older than `report_ttl_ms` out of the evidence, drops those older
+    /// than [`KEEP_TTLS`] report TTLs, and drops expired leases.
     pub(crate) fn prune(&mut self, now_ms: u64, report_ttl_ms: u64) {
+        let keep = report_ttl_ms.saturating_mul(KEEP_TTLS);
         self.reports
-            .retain(|r| now_ms.saturating_sub(r.at_ms) <= report_ttl_ms);
+            .retain(|r| now_ms.saturating_sub(r.at_ms) <= keep);
+        for r in &self.reports {
+            if now_ms.saturating_sub(r.at_ms) > report_ttl_ms && !self.ignored.contains(&r.id) {
+                self.ignored.push(r.id.clone());
+            }
+        }
         self.leases.retain(|l| l.until_ms > now_ms);
     }
 
     /// Replaces (or adds) one instance's report, keeping at most [`MAX_REPORTS`].
+    /// Ignored reports go first.
     pub(crate) fn put_report(&mut self, report: Report) {
         self.reports.retain(|r| r.id != report.id);
+        self.ignored.retain(|id| *id != report.id);
         if self.reports.len() >= MAX_REPORTS {
             if let Some(oldest) = self
                 .reports
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, r)| r.at_ms)
+                .min_by_key(|(_, r)| (!self.ignored.contains(&r.id), r.at_ms))
                 .map(|(i, _)| i)
             {
                 self.reports.remove(oldest);
@@ -211,12 +278,18 @@ impl FleetRecord {
 
     pub(crate) fn evidence(&self) -> Evidence {
         let mut e = Evidence::default();
-        for r in &self.reports {
+        for r in self
+            .reports
+            .iter()
+            .filter(|r| !self.ignored.contains(&r.id))
+        {
             e.instances += 1;
             e.open_instances += u32::from(r.open);
             e.failing_instances += u32::from(r.failures > 0);
+            e.slow_instances += u32::from(r.slow > 0);
             e.requests = e.requests.saturating_add(r.requests);
             e.failures = e.failures.saturating_add(r.failures);
+            e.slow = e.slow.saturating_add(r.slow);
         }
         e
     }
@@ -263,6 +336,7 @@ mod tests {
             id: id.into(),
             requests,
             failures,
+            slow: 0,
             open,
             at_ms: 1_000,
         }
@@ -277,7 +351,9 @@ mod tests {
 
         for bad in [
             &b"not json"[..],
-            br#"{"format":2,"state":"open","generation":1,"open_until_ms":0,"changed_at_ms":0,"changed_by":"","reports":[],"leases":[]}"#,
+            br#"{"format":3,"state":"open","generation":1,"open_until_ms":0,"changed_at_ms":0,"changed_by":"","reports":[],"leases":[]}"#,
+            br#"{"format":1,"state":"open","generation":1,"open_until_ms":0,"changed_at_ms":0,"changed_by":"","reports":[{"id":"a","requests":3,"failures":0,"slow":2,"open":true,"at_ms":0}],"leases":[]}"#,
+            br#"{"format":2,"state":"open","generation":1,"open_until_ms":0,"changed_at_ms":0,"changed_by":"","reports":[{"id":"a","requests":3,"failures":0,"slow":4,"open":true,"at_ms":0}],"leases":[]}"#,
             br#"{"format":1,"state":"maybe","generation":1,"open_until_ms":0,"changed_at_ms":0,"changed_by":"","reports":[],"leases":[]}"#,
             br#"{"format":1,"state":"open","generation":1,"open_until_ms":0,"changed_at_ms":0,"changed_by":"","reports":[{"id":"a","requests":1,"failures":2,"open":true,"at_ms":0}],"leases":[]}"#,
             br#"{"format":1,"state":"open","generation":1,"open_until_ms":0,"changed_at_ms":0,"changed_by":"","reports":[],"leases":[{"holder":"a","slots":0,"generation":1,"until_ms":9}]}"#,
@@ -293,11 +369,51 @@ mod tests {
         assert!(FleetRecord::decode(&huge).is_err());
     }
 
+    /// A record of the previous version (format 1, no slow counts) still reads; this
+    /// version writes format 1 while no report has slow calls (the previous version reads
+    /// it) and format 2 with the slow counts otherwise.
+    #[test]
+    fn format_1_records_still_read_and_slow_counts_need_format_2() {
+        let old = br#"{"format":1,"state":"open","generation":3,"open_until_ms":9000,"changed_at_ms":1000,"changed_by":"old","reports":[{"id":"old","requests":10,"failures":4,"open":true,"at_ms":1000}],"leases":[{"holder":"old","slots":1,"generation":3,"until_ms":5000}]}"#;
+        let read = FleetRecord::decode(old).unwrap();
+        assert_eq!(read.format, FORMAT_V1);
+        assert_eq!(read.reports[0].slow, 0);
+        let e = read.evidence();
+        assert_eq!(
+            (e.requests, e.failures, e.slow, e.slow_instances),
+            (10, 4, 0, 0)
+        );
+        // Written back unchanged, it is still format 1, byte for byte.
+        assert_eq!(read.encode(), old.to_vec());
+
+        let mut slow = read.clone();
+        slow.put_report(Report {
+            slow: 7,
+            ..report("new", 8, 7, false)
+        });
+        let body = slow.encode();
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(text.starts_with(r#"{"format":2,"#), "{text}");
+        let back = FleetRecord::decode(&body).unwrap();
+        assert_eq!(back.report("new").unwrap().slow, 7);
+        let e = back.evidence();
+        assert_eq!((e.instances, e.slow, e.slow_instances), (2, 7, 1));
+        // Once the slow report is gone, the record is format 1 again.
+        let mut fast = back;
+        fast.reports.retain(|r| r.id != "new");
+        assert!(
+            String::from_utf8(fast.encode())
+                .unwrap()
+                .starts_with(r#"{"format":1,"#)
+        );
+    }
+
     #[test]
     fn times_beyond_the_allowance_are_clamped_or_dropped() {
         let limits = Limits {
             now_ms: 1_000_000,
             skew_ms: 5_000,
+            report_ttl_ms: 60_000,
             lease_ttl_ms: 5_000,
             longest_break_ms: 20_000,
         };
@@ -355,9 +471,21 @@ mod tests {
         }
         assert_eq!(r.reports.len(), MAX_REPORTS);
         assert!(r.report("i0").is_none());
+        // Older than the TTL: no evidence; older than 10 TTLs: gone.
         r.prune(MAX_REPORTS as u64 + 9, 5);
-        assert_eq!(r.reports.len(), 6);
+        assert_eq!(r.reports.len(), 51);
         let e = r.evidence();
         assert_eq!((e.instances, e.requests, e.failing_instances), (6, 6, 0));
+        // A full record makes room by dropping an ignored report first.
+        let mut full = FleetRecord::empty();
+        for i in 0..MAX_REPORTS as u64 {
+            full.put_report(Report {
+                at_ms: 1_000 + i,
+                ..report(&format!("i{i}"), 1, 0, false)
+            });
+        }
+        full.ignored.push("i7".into());
+        full.put_report(report("new", 1, 0, false));
+        assert!(full.report("i7").is_none() && full.report("i0").is_some());
     }
 }

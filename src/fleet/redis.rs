@@ -1,54 +1,80 @@
 //! A [`SharedState`] in Redis (or Valkey): one string value per circuit key, written by a
-//! Lua compare-and-set.
+//! Lua compare-and-set; one node or a Redis Cluster, in clear or over TLS.
 //!
 //! # Layout
 //!
-//! Each key is stored as one Redis string under `{prefix}{key}` (prefix `tcb:` by
+//! Each key is stored as one Redis string under `{<prefix>}<key>` (prefix `tcb:` by
 //! default), holding the version in decimal ASCII, a newline, then the body bytes:
 //!
 //! ```text
-//! tcb:dynamodb/PutItem  ->  "17\n<body bytes>"      (PX = the TTL of the last write)
+//! {tcb:}dynamodb/PutItem  ->  "17\n<body bytes>"      (PX = the TTL of the last write)
 //! ```
+//!
+//! The prefix in braces is a Redis *hash tag*: a cluster hashes only it, so every key of
+//! one store (one fleet) lives in one slot, on one node, and a batched read stays one
+//! command.
 //!
 //! - [`load`](SharedState::load) is one `GET`. A value that does not have this shape (a
 //!   key written by something else) is reported as [`StoreErrorKind::Corrupt`], never
 //!   guessed at.
+//! - [`load_many`](SharedState::load_many) is one `MGET` of all the keys (one slot).
 //! - [`compare_and_set`](SharedState::compare_and_set) is one `EVALSHA` of a short Lua
-//!   script (loaded with `SCRIPT LOAD` the first time a connection sees it): it reads the
-//!   stored version, compares it with the expected one, and writes
-//!   `SET key "{version + 1}\n{body}" PX ttl`, all atomically on the server. The TTL is
-//!   rounded up to whole milliseconds (at least 1 ms). An expired key is gone for Redis,
-//!   so expected `None` succeeds on it and a stale `Some(version)` is a
-//!   [`Conflict`](CasOutcome::Conflict). Versions are exact up to 2^53 (Lua numbers).
+//!   script (loaded with `SCRIPT LOAD` the first time a node sees it) that declares its
+//!   one key, so a cluster routes it: it reads the stored version, compares it with the
+//!   expected one, and writes `SET key "{version + 1}\n{body}" PX ttl`, all atomically on
+//!   the server. The TTL is rounded up to whole milliseconds (at least 1 ms). An expired
+//!   key is gone for Redis, so expected `None` succeeds on it and a stale
+//!   `Some(version)` is a [`Conflict`](CasOutcome::Conflict). Versions are exact up to
+//!   2^53 (Lua numbers).
 //!
-//! The store speaks to one node: a standalone Redis or Valkey, or the primary endpoint of
-//! a replicated one (a replica answers writes with `READONLY`, reported as
-//! [`StoreErrorKind::Unavailable`]). Cluster mode is not supported.
+//! # One node or a cluster
+//!
+//! [`RedisStore::builder`] speaks to one node: a standalone Redis or Valkey, or the
+//! primary endpoint of a replicated one (a replica answers writes with `READONLY`,
+//! reported as [`StoreErrorKind::Unavailable`]). [`RedisStore::cluster_builder`] speaks
+//! to a Redis Cluster (ElastiCache with cluster mode on: give its configuration
+//! endpoint): it reads the slot map, sends each command to the primary owning the slot,
+//! and follows `MOVED`/`ASK` redirections when slots move.
+//!
+//! # TLS
+//!
+//! With feature `fleet-redis-tls`, a `rediss://` URL connects over TLS (rustls, through
+//! redis-rs's own support): the AUTH password and every record are encrypted, and the
+//! server's certificate is checked against the system's root certificates (ElastiCache's
+//! certificates chain to public roots), or against the CAs given to
+//! [`RedisStoreBuilder::root_certificates_pem`] for a private CA. The host name in the URL
+//! must match the certificate. `rediss://…#insecure` (no certificate check) is refused.
+//! ElastiCache Serverless and clusters with in-transit encryption need it. Without the
+//! feature, a `rediss://` URL is refused with [`StoreErrorKind::Other`].
+//!
+//! TLS uses rustls's process-wide crypto provider: if the application has not installed
+//! one when the store connects, the store installs rustls's default, aws-lc-rs (the AWS
+//! SDK's too).
 //!
 //! # Connection
 //!
-//! The store keeps one multiplexed connection (redis-rs's `ConnectionManager`): every
-//! clone of the store and every concurrent call share it, and after the server restarts
-//! or the connection drops, the next call reconnects. Three timeouts bound a call: the
-//! TCP connect, each response, and the whole operation (which includes waiting for a
-//! reconnect). A call that runs out of any of them fails with
-//! [`StoreErrorKind::Timeout`]; a refused or dropped connection fails with
-//! [`StoreErrorKind::Unavailable`]. Calls never hang. In a Lambda sandbox that was frozen
-//! long enough for the server (or a NAT) to drop the idle connection, the first call after
-//! the thaw can fail as `Unavailable`; it starts the reconnect, and the next call answers.
+//! The store keeps one multiplexed connection (redis-rs's `ConnectionManager`, or its
+//! cluster connection, one per node): every clone of the store and every concurrent call
+//! share it, and after the server restarts or the connection drops, the next call
+//! reconnects. Three timeouts bound a call: the TCP connect (with the TLS handshake),
+//! each response, and the whole operation (which includes waiting for a reconnect or a
+//! redirection). A call that runs out of any of them fails with
+//! [`StoreErrorKind::Timeout`]; a refused or dropped connection, or a certificate that is
+//! not trusted, fails with [`StoreErrorKind::Unavailable`]. Calls never hang. In a Lambda
+//! sandbox that was frozen long enough for the server (or a NAT) to drop the idle
+//! connection, the first call after the thaw can fail as `Unavailable`; it starts the
+//! reconnect, and the next call answers.
 //!
 //! Errors name the operation and the failure class only: never the URL (which may carry
 //! a password), a key's value or a body. A `compare_and_set` that timed out may still
 //! have been carried out by the server (the script was sent): read the key again before
 //! deciding what happened.
 //!
-//! TLS (`rediss://`) is not enabled in this build: the store is meant for a Redis in the
-//! same VPC. A `rediss://` URL is refused with [`StoreErrorKind::Other`].
-//!
 //! # Costs
 //!
-//! One `GET` per read and one `EVALSHA` per write; the fleet layer reads each circuit
-//! once per cache period and writes on transitions, not per call.
+//! One `GET` per read (or one `MGET` for a whole registry's circuits) and one `EVALSHA`
+//! per write; the fleet layer reads once per cache period and writes on transitions and
+//! news, not per call.
 //!
 //! # Examples
 //!
@@ -58,6 +84,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // `rediss://` with feature `fleet-redis-tls`; `RedisStore::cluster_builder` for a cluster.
 //! let store = RedisStore::builder("redis://127.0.0.1:6379/")
 //!     .key_prefix("orders:")
 //!     .operation_timeout(Duration::from_millis(500))
@@ -77,20 +104,19 @@
 use std::fmt;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, ConnectionAddr, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use super::store::{
-    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord, prefixed,
-    within,
+    CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord, within,
 };
+
+mod builder;
+
+use builder::Connection;
+pub use builder::RedisStoreBuilder;
 
 /// The default key prefix of a [`RedisStore`].
 pub const DEFAULT_KEY_PREFIX: &str = "tcb:";
-
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
-const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The compare-and-set, run atomically by the server.
 ///
@@ -118,158 +144,35 @@ return version + 1
 /// Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     script: Script,
     prefix: String,
     operation_timeout: Duration,
     address: String,
-}
-
-/// Configures and connects a [`RedisStore`]; from [`RedisStore::builder`].
-pub struct RedisStoreBuilder {
-    client: Result<Client, StoreError>,
-    prefix: String,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    operation_timeout: Duration,
-}
-
-// ===== impl RedisStoreBuilder =====
-
-impl RedisStoreBuilder {
-    /// The prefix put before every key (default [`DEFAULT_KEY_PREFIX`], `tcb:`), so that
-    /// the store can share a Redis database with other data.
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// How long one TCP connect (and the handshake) may take (default 500 ms).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long the server may take to answer one command (default 500 ms).
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
-
-    /// How long a whole [`load`](SharedState::load) or
-    /// [`compare_and_set`](SharedState::compare_and_set) may take, waiting for a
-    /// reconnect included (default 1 s).
-    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.operation_timeout = timeout;
-        self
-    }
-
-    /// Connects now, within the operation timeout.
-    ///
-    /// # Errors
-    ///
-    /// The URL did not parse (or asks for TLS), or the server could not be reached:
-    /// [`StoreErrorKind::Unavailable`] or [`StoreErrorKind::Timeout`].
-    pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let (client, config, rest) = self.parts()?;
-        let connecting = async {
-            ConnectionManager::new_with_config(client, config)
-                .await
-                .map_err(|e| classify("connect", &e))
-        };
-        let connection = within(rest.operation_timeout, "Redis", "connect", connecting).await?;
-        Ok(rest.into_store(connection))
-    }
-
-    /// A store that connects on its first call, so that starting a process (a Lambda
-    /// cold start) never waits for, nor fails on, Redis.
-    ///
-    /// # Errors
-    ///
-    /// The URL did not parse, or asks for TLS.
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime.
-    pub fn connect_lazy(self) -> Result<RedisStore, StoreError> {
-        let (client, config, rest) = self.parts()?;
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| classify("connect", &e))?;
-        Ok(rest.into_store(connection))
-    }
-
-    fn parts(self) -> Result<(Client, ConnectionManagerConfig, StoreParts), StoreError> {
-        let client = self.client?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            // One retry, soon: the fleet layer calls again at its next sync anyway, and a
-            // long backoff would only hold callers until the operation timeout.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        let address = describe(client.get_connection_info().addr());
-        let parts = StoreParts {
-            prefix: self.prefix,
-            operation_timeout: self.operation_timeout,
-            address,
-        };
-        Ok((client, config, parts))
-    }
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let address = match &self.client {
-            Ok(client) => describe(client.get_connection_info().addr()),
-            Err(_) => "(invalid URL)".to_owned(),
-        };
-        f.debug_struct("RedisStoreBuilder")
-            .field("address", &address)
-            .field("prefix", &self.prefix)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .field("operation_timeout", &self.operation_timeout)
-            .finish()
-    }
-}
-
-struct StoreParts {
-    prefix: String,
-    operation_timeout: Duration,
-    address: String,
-}
-
-impl StoreParts {
-    fn into_store(self, connection: ConnectionManager) -> RedisStore {
-        RedisStore {
-            connection,
-            script: Script::new(CAS_SCRIPT),
-            prefix: self.prefix,
-            operation_timeout: self.operation_timeout,
-            address: self.address,
-        }
-    }
+    cluster: bool,
+    tls: bool,
 }
 
 // ===== impl RedisStore =====
 
 impl RedisStore {
-    /// A builder for a store at `url` (`redis://[user:password@]host[:port][/db]`).
+    /// A builder for a store on one node at `url`
+    /// (`redis://[user:password@]host[:port][/db]`, or `rediss://` with feature
+    /// `fleet-redis-tls`).
     ///
     /// The URL is parsed now; an invalid one is reported by
     /// [`connect`](RedisStoreBuilder::connect) or
     /// [`connect_lazy`](RedisStoreBuilder::connect_lazy). The URL is never printed, not
     /// even by `Debug`: only its host and port are.
     pub fn builder(url: &str) -> RedisStoreBuilder {
-        let client = parse_url(url);
-        RedisStoreBuilder {
-            client,
-            prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
-            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
-        }
+        RedisStoreBuilder::new(vec![url], false)
+    }
+
+    /// A builder for a store in a Redis Cluster, from one or more of its nodes' URLs
+    /// (all `redis://` or all `rediss://`, with the same credentials; for ElastiCache, the
+    /// configuration endpoint alone). The rest of the cluster is found from its slot map.
+    pub fn cluster_builder<'a>(urls: impl IntoIterator<Item = &'a str>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(urls.into_iter().collect(), true)
     }
 
     /// Connects to `url` with the defaults: prefix `tcb:`, 500 ms connect and response
@@ -282,14 +185,31 @@ impl RedisStore {
         Self::builder(url).connect().await
     }
 
-    /// The key prefix.
+    /// The key prefix (the keys' hash tag).
     pub fn key_prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// The Redis key a store key is kept under: the prefix, then the key.
+    /// Whether the store speaks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// Whether the store's connections use TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The Redis key a store key is kept under: the prefix in braces (the hash tag, so
+    /// every key of the store hashes to one cluster slot), then the key:
+    /// `{tcb:}dynamodb/PutItem`.
     pub fn redis_key(&self, key: &str) -> String {
-        prefixed(&self.prefix, key)
+        let mut full = String::with_capacity(self.prefix.len() + key.len() + 2);
+        full.push('{');
+        full.push_str(&self.prefix);
+        full.push('}');
+        full.push_str(key);
+        full
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredRecord>, StoreError> {
@@ -300,12 +220,30 @@ impl RedisStore {
             .query_async(&mut connection)
             .await
             .map_err(|e| classify("GET", &e))?;
-        match value {
-            Value::Nil => Ok(None),
-            Value::BulkString(bytes) => decode(bytes).map(Some),
+        stored(value, "GET")
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<StoredRecord>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let mut mget = ::redis::cmd("MGET");
+        for key in keys {
+            mget.arg(self.redis_key(key));
+        }
+        let values: Value = mget
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| classify("MGET", &e))?;
+        match values {
+            Value::Array(values) if values.len() == keys.len() => values
+                .into_iter()
+                .map(|value| stored(value, "MGET"))
+                .collect(),
             _ => Err(StoreError::new(
                 StoreErrorKind::Corrupt,
-                "GET: the key does not hold a string",
+                "MGET: the answer is not one value per key",
             )),
         }
     }
@@ -319,6 +257,8 @@ impl RedisStore {
     ) -> Result<CasOutcome, StoreError> {
         let mut connection = self.connection.clone();
         let expected = expected.map(|v| v.to_string()).unwrap_or_default();
+        // The key is declared (`KEYS[1]`), never built inside the script: a cluster routes
+        // the EVALSHA to the node owning its slot.
         let answer: i64 = self
             .script
             .key(self.redis_key(key))
@@ -349,6 +289,17 @@ impl SharedState for RedisStore {
         ))
     }
 
+    /// One `MGET` of every key (one cluster slot: the keys share the prefix's hash tag),
+    /// under one operation timeout.
+    fn load_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<StoredRecord>>> {
+        Box::pin(within(
+            self.operation_timeout,
+            "Redis",
+            "load_many",
+            self.mget(keys),
+        ))
+    }
+
     fn compare_and_set<'a>(
         &'a self,
         key: &'a str,
@@ -370,6 +321,8 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("address", &self.address)
+            .field("cluster", &self.cluster)
+            .field("tls", &self.tls)
             .field("prefix", &self.prefix)
             .field("operation_timeout", &self.operation_timeout)
             .finish_non_exhaustive()
@@ -377,27 +330,6 @@ impl fmt::Debug for RedisStore {
 }
 
 // ===== helpers =====
-
-fn parse_url(url: &str) -> Result<Client, StoreError> {
-    let client = Client::open(url).map_err(|e| {
-        StoreError::new(
-            StoreErrorKind::Other,
-            format!("invalid Redis URL ({})", e.category()),
-        )
-    })?;
-    match client.get_connection_info().addr() {
-        ConnectionAddr::TcpTls { .. } => Err(StoreError::new(
-            StoreErrorKind::Other,
-            "rediss:// (TLS) is not supported by this build of the Redis store",
-        )),
-        _ => Ok(client),
-    }
-}
-
-/// Host and port (or socket path), never credentials.
-fn describe(addr: &ConnectionAddr) -> String {
-    addr.to_string()
-}
 
 /// The longest TTL sent, about 1,100 years: Redis refuses a `PX` that overflows when
 /// added to its clock.
@@ -409,6 +341,18 @@ fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(millis)
         .unwrap_or(u64::MAX)
         .clamp(1, MAX_TTL_MILLIS)
+}
+
+/// One stored value: absent, or `"{version}\n{body}"`.
+fn stored(value: Value, operation: &str) -> Result<Option<StoredRecord>, StoreError> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::BulkString(bytes) => decode(bytes).map(Some),
+        _ => Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("{operation}: the key does not hold a string"),
+        )),
+    }
 }
 
 /// Parses `"{version}\n{body}"`. The bytes come from the network: anything else is
@@ -519,18 +463,18 @@ mod tests {
     }
 
     #[test]
-    fn invalid_and_tls_urls_are_refused_without_echoing_them() {
+    fn invalid_urls_are_refused_without_echoing_them() {
         let secret = "hunter2-secret";
         for url in [
             format!("redis://:{secret}@"),
             format!("ftp://user:{secret}@host/"),
-            format!("rediss://user:{secret}@host:6379/"),
+            format!("rediss://user:{secret}@host:6379/#insecure"),
         ] {
             let builder = RedisStore::builder(&url);
             assert!(!format!("{builder:?}").contains(secret));
-            if let Err(e) = &builder.client {
-                assert!(!e.to_string().contains(secret), "{e}");
-            }
+            let err = builder::parse_url(&url).unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Other);
+            assert!(!err.to_string().contains(secret), "{err}");
         }
         let builder = RedisStore::builder(&format!("redis://user:{secret}@db.internal:6380/2"));
         let shown = format!("{builder:?}");
@@ -538,7 +482,56 @@ mod tests {
             shown.contains("db.internal:6380") && !shown.contains(secret),
             "{shown}"
         );
-        let err = RedisStore::builder("rediss://h/").client.unwrap_err();
+        let cluster =
+            RedisStore::cluster_builder(["redis://:p@10.0.0.1:7000/", "redis://:p@10.0.0.2:7001/"]);
+        let shown = format!("{cluster:?}");
+        assert!(
+            shown.contains("10.0.0.1:7000,10.0.0.2:7001") && shown.contains("cluster: true"),
+            "{shown}"
+        );
+        // TLS is accepted only with its feature.
+        let tls = builder::parse_url("rediss://h:6379/");
+        assert_eq!(tls.is_ok(), cfg!(feature = "fleet-redis-tls"));
+    }
+
+    #[tokio::test]
+    async fn bad_prefixes_and_empty_clusters_are_refused_before_any_io() {
+        for prefix in ["", "a{b", "a}b"] {
+            let err = RedisStore::builder("redis://127.0.0.1:1/")
+                .key_prefix(prefix)
+                .connect_lazy()
+                .unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Other, "{prefix:?}");
+        }
+        let err = RedisStore::cluster_builder([]).connect_lazy().unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Other);
+        let store = RedisStore::builder("redis://127.0.0.1:1/")
+            .key_prefix("app:")
+            .connect_lazy()
+            .unwrap();
+        assert_eq!(
+            store.redis_key("dynamodb/PutItem"),
+            "{app:}dynamodb/PutItem"
+        );
+        assert!(!store.is_cluster() && !store.is_tls());
+    }
+
+    #[cfg(feature = "fleet-redis-tls")]
+    #[tokio::test]
+    async fn tls_roots_need_a_tls_url_and_must_parse() {
+        let err = RedisStore::builder("redis://127.0.0.1:1/")
+            .root_certificates_pem(b"-----BEGIN CERTIFICATE-----\n".to_vec())
+            .connect_lazy()
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Other);
+        let err = RedisStore::builder("rediss://127.0.0.1:1/")
+            .root_certificates_pem(b"not a certificate".to_vec())
+            .connect_lazy()
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Other);
+        let store = RedisStore::builder("rediss://127.0.0.1:1/")
+            .connect_lazy()
+            .unwrap();
+        assert!(store.is_tls());
     }
 }

@@ -141,7 +141,7 @@ pub(crate) async fn within<T>(
 }
 
 /// `prefix` then `key`, the name a backend stores a key under.
-#[cfg(any(feature = "fleet-redis", feature = "fleet-dynamodb"))]
+#[cfg(feature = "fleet-dynamodb")]
 pub(crate) fn prefixed(prefix: &str, key: &str) -> String {
     let mut full = String::with_capacity(prefix.len() + key.len());
     full.push_str(prefix);

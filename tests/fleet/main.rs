@@ -11,6 +11,8 @@
 
 mod hostile;
 mod scenarios;
+mod skew;
+mod slow;
 
 use scenarios::{Harness, Mode, trip};
 
@@ -29,6 +31,54 @@ fn memory() -> Arc<MemoryStore> {
 }
 
 // ===== the issue's scenarios, on the in-process store =====
+
+// Issue 14, section 4: one writer's clock off by ±5 s (within the default allowance) and
+// ±5 min (beyond it).
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_s_ahead_is_an_instance_like_any_other() {
+    skew::skew_within_the_allowance(memory(), 5_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_s_behind_is_an_instance_like_any_other() {
+    skew::skew_within_the_allowance(memory(), -5_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_min_ahead_is_no_evidence_and_cannot_stretch_a_break() {
+    skew::skew_beyond_the_allowance(memory(), 300_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_min_behind_is_no_evidence_and_cannot_stretch_a_break() {
+    skew::skew_beyond_the_allowance(memory(), -300_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_min_ahead_does_not_block_a_genuine_quorum() {
+    skew::skew_beyond_the_allowance_does_not_block_a_quorum(memory(), 300_000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_5_min_behind_does_not_block_a_genuine_quorum() {
+    skew::skew_beyond_the_allowance_does_not_block_a_quorum(memory(), -300_000).await;
+}
+
+// Issue 14, section 4: slow calls in the reports.
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_not_failing_dependency_opens_the_fleet() {
+    slow::slow_calls_are_failure_evidence(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_slow_call_rate_criterion_applies_fleet_wide() {
+    slow::slow_call_rate_opens_the_fleet(memory(), Mode::Background).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sandboxes_tripped_by_slowness_make_a_quorum() {
+    slow::slow_trips_make_a_quorum(memory(), Mode::Background).await;
+}
 
 #[tokio::test(start_paused = true)]
 async fn peers_adopt_a_quorum_open_within_the_cache_period() {
@@ -362,7 +412,7 @@ async fn snapshot_round_trips_and_bad_snapshots_are_refused() {
         "break longer than the circuit's longest"
     );
     let mut s = snap.clone();
-    s.format = 2;
+    s.format = 3;
     assert!(fresh().restore(&s).is_err());
     let mut s = snap.clone();
     s.circuit = "other".into();
@@ -379,4 +429,138 @@ async fn snapshot_round_trips_and_bad_snapshots_are_refused() {
     let c = fresh();
     let _ = c.restore(&s);
     assert_eq!(c.state(), CircuitState::Closed);
+}
+
+/// A snapshot carries the window and lifetime counts (format 2): a cold start after a
+/// restore sees the old window, and the calls leave it one window later. A snapshot older
+/// than the window brings the lifetime only; a format-1 snapshot (no counts) still restores.
+#[tokio::test(start_paused = true)]
+async fn a_restored_circuit_starts_from_the_old_window() {
+    let config = CircuitBreakerConfig::dynamodb();
+    let old = Circuit::named("ddb", config.clone());
+    let new = Circuit::named("ddb", config.clone());
+    let stale = Circuit::named("ddb", config.clone());
+    for fail in [false, true, false, true] {
+        let _ = old
+            .call(async move { if fail { Err("down") } else { Ok(()) } })
+            .await;
+    }
+    let _ = old
+        .call(async {
+            sleep(Duration::from_secs(1)).await;
+            Ok::<_, &str>(())
+        })
+        .await;
+    let snap = old.snapshot();
+    assert_eq!(snap.format, 2);
+    let window = snap.window.unwrap();
+    assert_eq!(
+        (window.calls, window.failures, window.slow_successes),
+        (5, 2, 1)
+    );
+    let json = serde_json::to_vec(&snap).unwrap();
+    let snap = CircuitSnapshot::from_json(&json).unwrap();
+
+    assert_eq!(new.restore(&snap), Ok(false));
+    let stats = new.stats();
+    assert_eq!(
+        (
+            stats.window.requests,
+            stats.window.failures,
+            stats.window.slow
+        ),
+        (5, 2, 1)
+    );
+    assert_eq!(
+        (stats.total_requests, stats.failure_count, stats.slow_count),
+        (5, 2, 1)
+    );
+    // The restored calls leave the window one window after the restore; the lifetime stays.
+    sleep(config.monitoring_window() + Duration::from_secs(1)).await;
+    let stats = new.stats();
+    assert_eq!(stats.window.requests, 0);
+    assert_eq!(stats.total_requests, 5);
+
+    // Restored a whole window later: history only.
+    assert_eq!(stale.restore(&snap), Ok(false));
+    let stats = stale.stats();
+    assert_eq!((stats.window.requests, stats.total_requests), (0, 5));
+
+    // The previous format, without counts, still restores.
+    let v1 = format!(
+        r#"{{"format":1,"circuit":"ddb","state":"closed","open_until_ms":null,"opens_in_a_row":0,"taken_at_ms":{}}}"#,
+        snap.taken_at_ms
+    );
+    let v1 = CircuitSnapshot::from_json(v1.as_bytes()).unwrap();
+    assert_eq!(v1.window, None);
+    let c = Circuit::named("ddb", config.clone());
+    assert_eq!(c.restore(&v1), Ok(false));
+    assert_eq!(c.stats().total_requests, 0);
+}
+
+/// Hostile counts are refused with a typed error, and nothing changes.
+#[tokio::test(start_paused = true)]
+async fn impossible_snapshot_counts_are_refused() {
+    let config = CircuitBreakerConfig::dynamodb();
+    let old = Circuit::named("ddb", config.clone());
+    for _ in 0..5 {
+        let _ = old.call(async { Err::<(), _>("down") }).await;
+    }
+    let good = old.snapshot();
+    let check = |edit: &dyn Fn(&mut CircuitSnapshot), rule: &str, config: &CircuitBreakerConfig| {
+        let mut s = good.clone();
+        edit(&mut s);
+        let c = Circuit::named("ddb", config.clone());
+        assert_eq!(c.restore(&s).unwrap_err().rule(), rule);
+        let stats = c.stats();
+        assert_eq!(
+            (stats.state, stats.total_requests),
+            (CircuitState::Closed, 0)
+        );
+    };
+    check(
+        &|s| s.lifetime.as_mut().unwrap().calls = u64::MAX,
+        "lifetime counts beyond 2^53",
+        &config,
+    );
+    check(
+        &|s| s.window.as_mut().unwrap().failures = 6,
+        "counts with more failures or slow calls than calls",
+        &config,
+    );
+    check(
+        &|s| s.window.as_mut().unwrap().slow_failures = 6,
+        "counts with more failures or slow calls than calls",
+        &config,
+    );
+    check(
+        &|s| {
+            s.window.as_mut().unwrap().calls = 9;
+        },
+        "window counts larger than the lifetime counts",
+        &config,
+    );
+    check(
+        &|s| s.lifetime = None,
+        "window counts without lifetime counts, or the reverse",
+        &config,
+    );
+    check(&|s| s.format = 1, "counts in a format-1 snapshot", &config);
+    let counted = config
+        .to_builder()
+        .sliding_window(tower_circuit_breaker::config::SlidingWindow::Count(4))
+        .minimum_request_count(3)
+        .build()
+        .unwrap();
+    check(
+        &|_| {},
+        "window counts beyond the window's capacity",
+        &counted,
+    );
+    let huge = |s: &mut CircuitSnapshot| {
+        for c in [s.window.as_mut().unwrap(), s.lifetime.as_mut().unwrap()] {
+            c.calls = u64::from(u32::MAX) + 1;
+        }
+    };
+    check(&huge, "window counts beyond the window's capacity", &config);
 }

@@ -110,6 +110,12 @@ impl Harness {
 
     /// A new sandbox (a cold start) on the same fleet.
     pub fn sandbox(&self) -> Sandbox {
+        self.sandbox_on(self.store.clone())
+    }
+
+    /// A new sandbox on the same fleet that sees the store through `store` (a view of the
+    /// shared store: a skewed clock, a fault).
+    pub fn sandbox_on(&self, store: Arc<dyn SharedState>) -> Sandbox {
         let i = self.sandboxes.len();
         let circuit = Circuit::named("dynamodb/PutItem", self.circuit_config.clone());
         let config = self
@@ -119,8 +125,8 @@ impl Harness {
             .build()
             .unwrap();
         let sync = match self.mode {
-            Mode::Background => FleetSync::start(&circuit, self.store.clone(), config),
-            Mode::Manual => FleetSync::manual(&circuit, self.store.clone(), config),
+            Mode::Background => FleetSync::start(&circuit, store, config),
+            Mode::Manual => FleetSync::manual(&circuit, store, config),
         }
         .unwrap();
         Sandbox { circuit, sync }

@@ -9,3 +9,5 @@ mod real;
 #[path = "../../../tests/fleet/scenarios.rs"]
 #[allow(dead_code)]
 mod scenarios;
+#[path = "../../../tests/fleet/slow.rs"]
+mod slow;

@@ -1,5 +1,6 @@
-//! The scenarios against real stores: Redis (`REDIS_URL`) and DynamoDB on moto
-//! (`MOTO_ENDPOINT`), both started by `scripts/test`. Without them these tests skip with a
+//! The scenarios against real stores: Redis (`REDIS_URL`), a 3-node Redis Cluster
+//! (`REDIS_CLUSTER_URLS`) and DynamoDB on moto (`MOTO_ENDPOINT`), all started by
+//! `scripts/test`. Without them these tests skip with a
 //! loud banner; under `TCB_AWS_INTEGRATION=1` (scripts/test, CI) a missing server fails.
 //!
 //! The circuits and syncs run on the test's paused clock, the store's network I/O on a
@@ -98,6 +99,16 @@ async fn redis(test: &str) -> Option<Arc<dyn SharedState>> {
     Some(bridged(store, false))
 }
 
+/// A store on the 3-node Redis Cluster of `scripts/test` (`REDIS_CLUSTER_URLS`).
+async fn redis_cluster(test: &str) -> Option<Arc<dyn SharedState>> {
+    use tower_circuit_breaker::fleet::RedisStore;
+    let urls = env_or_skip("REDIS_CLUSTER_URLS", test)?;
+    let store = on_io(async move { RedisStore::cluster_builder(urls.split(',')).connect().await })
+        .await
+        .expect("connect to REDIS_CLUSTER_URLS");
+    Some(bridged(store, false))
+}
+
 async fn dynamodb(test: &str) -> Option<Arc<dyn SharedState>> {
     let endpoint = env_or_skip("MOTO_ENDPOINT", test)?;
     Some(bridged(dynamodb_at(endpoint).await, true))
@@ -140,6 +151,37 @@ scenario_tests! { redis:
     redis_probes_are_leased_fleet_wide => probes_are_leased_fleet_wide,
     redis_conflicts_never_lose_a_transition => concurrent_trips_all_published,
     redis_cold_start_adopts => cold_start_adopts,
+}
+
+// Issue 14, section 3: the fleet on a Redis Cluster.
+scenario_tests! { redis_cluster:
+    redis_cluster_peers_adopt_a_quorum_open => quorum_open_is_adopted,
+    redis_cluster_fleet_volume_opens => fleet_volume_opens,
+    redis_cluster_probes_are_leased_fleet_wide => probes_are_leased_fleet_wide,
+    redis_cluster_conflicts_never_lose_a_transition => concurrent_trips_all_published,
+}
+
+// Issue 14, section 4: a slow dependency, through real stores.
+macro_rules! slow_tests {
+    ($store:ident: $($test:ident => $scenario:ident,)*) => {
+        $(
+            #[tokio::test(start_paused = true)]
+            async fn $test() {
+                let Some(store) = $store(stringify!($test)).await else { return };
+                super::slow::$scenario(store, Mode::Manual).await;
+            }
+        )*
+    };
+}
+
+slow_tests! { redis:
+    redis_slow_calls_are_failure_evidence => slow_calls_are_failure_evidence,
+    redis_slow_call_rate_opens_the_fleet => slow_call_rate_opens_the_fleet,
+    redis_slow_trips_make_a_quorum => slow_trips_make_a_quorum,
+}
+
+slow_tests! { dynamodb:
+    dynamodb_slow_calls_are_failure_evidence => slow_calls_are_failure_evidence,
 }
 
 scenario_tests! { dynamodb:

@@ -72,6 +72,7 @@ pub async fn run(backend: &dyn Backend, prefix: &str) {
     bodies_round_trip(&*store, &key("bodies")).await;
     keys_are_independent(&*store, &key("left"), &key("right")).await;
     expiry_makes_a_record_absent(backend, &key("expiry")).await;
+    load_many_reads_in_order(&*store, &key("many")).await;
     let (writers, increments) = backend.concurrency();
     let store = backend.concurrent_store();
     concurrent_writers_lose_nothing(store, &key("concurrent"), writers, increments).await;
@@ -287,4 +288,25 @@ pub async fn concurrent_writers_lose_nothing(
     eprintln!(
         "  {writers} writers x {increments} increments: {total} writes, {conflicts} conflicts retried"
     );
+}
+
+/// `load_many` answers one entry per key, in the order given, `None` where there is no
+/// record, as `load` would; no keys, no entries.
+pub async fn load_many_reads_in_order(store: &dyn SharedState, key: &str) {
+    let keys: Vec<String> = (0..6).map(|i| format!("{key}/{i}")).collect();
+    for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let body = format!("body {i}");
+        assert_eq!(
+            cas(store, k, None, body.as_bytes()).await.unwrap(),
+            CasOutcome::Written(1)
+        );
+    }
+    let many = bounded("load_many", store.load_many(&keys)).await.unwrap();
+    assert_eq!(many.len(), keys.len());
+    for (i, (k, record)) in keys.iter().zip(&many).enumerate() {
+        assert_eq!(record, &load(store, k).await.unwrap(), "key {i}");
+        assert_eq!(record.is_some(), i % 2 == 0, "key {i}");
+    }
+    let none = bounded("load_many", store.load_many(&[])).await.unwrap();
+    assert!(none.is_empty());
 }

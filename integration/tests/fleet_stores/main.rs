@@ -2,7 +2,8 @@
 //! `DynamoDbStore` against moto, each through the same contract suite (`contract.rs`),
 //! then each backend's own layout, expiry, error and outage tests.
 //!
-//! `scripts/test` starts both servers and sets `REDIS_URL`, `REDIS_SERVER_BIN` (for the
+//! `scripts/test` starts both servers (and a 3-node Redis Cluster) and sets `REDIS_URL`,
+//! `REDIS_CLUSTER_URLS`, `REDIS_SERVER_BIN` (for the
 //! tests that kill and restart a redis-server of their own), `MOTO_ENDPOINT` and
 //! `TCB_AWS_INTEGRATION=1`. Without them the server tests skip with a banner; with
 //! `TCB_AWS_INTEGRATION=1` and a variable missing, they fail. The tests that need no
@@ -17,7 +18,9 @@
 
 mod contract;
 mod dynamodb_store;
+mod redis_cluster;
 mod redis_store;
+mod redis_tls;
 
 use tower_circuit_breaker::fleet::{StoreError, StoreErrorKind};
 

@@ -32,8 +32,9 @@ async fn raw(url: &str) -> MultiplexedConnection {
         .expect("raw connection")
 }
 
-async fn raw_cmd<T: ::redis::FromRedisValue>(
-    connection: &mut MultiplexedConnection,
+/// One command on a plain connection (one node or a cluster's), bounded.
+pub async fn raw_cmd<T: ::redis::FromRedisValue>(
+    connection: &mut (impl ::redis::aio::ConnectionLike + Send),
     args: &[&[u8]],
 ) -> T {
     let mut cmd = ::redis::cmd(std::str::from_utf8(args[0]).expect("command name"));
@@ -96,7 +97,7 @@ async fn redis_layout_is_version_newline_body_with_a_millisecond_ttl() {
         .await
         .expect("connect");
     assert_eq!(store.key_prefix(), prefix);
-    assert_eq!(store.redis_key("a/b"), format!("{prefix}a/b"));
+    assert_eq!(store.redis_key("a/b"), format!("{{{prefix}}}a/b"));
     let mut raw = raw(&url).await;
     let full = store.redis_key("k");
 
@@ -375,4 +376,50 @@ async fn redis_wrong_password_is_a_typed_error_that_does_not_echo_it() {
         cas(&store, "k", None, b"a").await.unwrap(),
         CasOutcome::Written(1)
     );
+}
+
+/// `load_many` of a registry's circuits is one `MGET` on the server, whatever their
+/// number: counted by the server itself (`INFO commandstats`) on a redis-server of the
+/// test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_load_many_is_one_mget_for_any_number_of_circuits() {
+    let test = "redis_load_many_is_one_mget_for_any_number_of_circuits";
+    let Some(bin) = env_or_skip("REDIS_SERVER_BIN", test) else {
+        return;
+    };
+    let server = RedisServer::start(&bin, None).await;
+    let store = RedisStore::connect(&server.url()).await.expect("connect");
+    let mut raw = raw(&server.url()).await;
+    for circuits in [1usize, 6, 50] {
+        let keys: Vec<String> = (0..circuits).map(|i| format!("app/circuit-{i}")).collect();
+        for key in keys.iter().step_by(2) {
+            cas(&store, key, None, b"r").await.unwrap();
+        }
+        let _: () = raw_cmd(&mut raw, &[b"CONFIG", b"RESETSTAT"]).await;
+        let many = bounded("load_many", store.load_many(&keys)).await.unwrap();
+        assert_eq!(
+            many.iter().filter(|r| r.is_some()).count(),
+            circuits.div_ceil(2)
+        );
+        let stats: String = raw_cmd(&mut raw, &[b"INFO", b"commandstats"]).await;
+        let calls = |command: &str| {
+            stats
+                .lines()
+                .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+                .and_then(|l| l.split("calls=").nth(1))
+                .and_then(|v| v.split(',').next())
+                .map_or(0, |v| v.parse::<u64>().unwrap())
+        };
+        assert_eq!(
+            (calls("mget"), calls("get")),
+            (1, 0),
+            "{circuits} circuits:\n{stats}"
+        );
+        support::report(&format!(
+            "  load_many of {circuits} circuits: {} MGET, {} GET on the server\n",
+            calls("mget"),
+            calls("get")
+        ));
+        let _: () = raw_cmd(&mut raw, &[b"FLUSHALL"]).await;
+    }
 }

@@ -154,6 +154,7 @@ impl Inner {
         let distrusted = record.distrust(Limits {
             now_ms,
             skew_ms: config.skew_ms(),
+            report_ttl_ms: duration_ms(config.report_ttl),
             lease_ttl_ms: duration_ms(config.lease_ttl),
             longest_break_ms: duration_ms(longest_break(&local_config)),
         });
@@ -161,7 +162,7 @@ impl Inner {
         record.prune(now_ms, config.report_ttl.as_millis() as u64);
         let original = record.clone();
         let parts = self.circuit.parts();
-        let window = self.circuit.stats().window;
+        let (window, _) = self.circuit.counts();
         let (own_open, opened_at_ms) = {
             let log = self.log();
             (log.own_open, log.opened_at_ms)
@@ -178,8 +179,10 @@ impl Inner {
         // 1. This instance's report.
         let report = Report {
             id: id.to_owned(),
-            requests: window.requests,
-            failures: window.failures,
+            requests: window.calls,
+            // As the local trip rule counts them, slow calls included.
+            failures: window.trip_failures(local_config.slow_call_is_failure()),
+            slow: window.slow(),
             open: own_open,
             at_ms: now_ms,
         };
@@ -194,6 +197,7 @@ impl Inner {
                 old.open != report.open
                     || pending.dirty
                     || old.failures != report.failures
+                    || old.slow != report.slow
                     || ((report.requests > 0 || report.open)
                         && now_ms.saturating_sub(old.at_ms)
                             >= config.report_ttl.as_millis() as u64 / 2)
@@ -220,7 +224,7 @@ impl Inner {
                 }
             }
             FleetState::Closed => {
-                if config.meets(record.evidence()) {
+                if config.meets(record.evidence(), local_config.slow_call_rate_threshold()) {
                     let until = if own_open {
                         break_end
                     } else {
@@ -294,7 +298,8 @@ impl Inner {
             // Adopted only on the evidence the adoption rule needs (fresh, distinct
             // reports), never on the writer's word; for at most the longest break the
             // local config allows, from this reader's clock.
-            if self.config.meets(evidence) {
+            let slow_rate = self.circuit.config().slow_call_rate_threshold();
+            if self.config.meets(evidence, slow_rate) {
                 let longest = longest_break(&self.circuit.config());
                 let remaining = Duration::from_millis(record.open_until_ms - now_ms).min(longest);
                 adopted_open = self
