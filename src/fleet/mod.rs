@@ -40,6 +40,7 @@ mod record;
 #[cfg(feature = "fleet-redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fleet-redis")))]
 pub mod redis;
+mod registry;
 mod snapshot;
 mod store;
 mod sync;
@@ -53,6 +54,7 @@ pub use config::{FleetConfig, FleetConfigBuilder};
 pub(crate) use hook::FleetHook;
 pub use memory::MemoryStore;
 pub use record::FleetState;
+pub use registry::{RegistryFleet, RegistryFleetBuilder, RegistryFleetStatus};
 pub use snapshot::{CircuitSnapshot, SnapshotError};
 pub use store::{CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord};
 pub use sync::{FleetMode, FleetStatus, FleetSync};

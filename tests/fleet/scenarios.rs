@@ -315,8 +315,14 @@ pub async fn probes_are_leased_fleet_wide(store: Arc<dyn SharedState>, mode: Mod
         h.tick().await;
     }
     let probes = h.dependency_calls() - before;
-    // One lease holder probed, failed, and re-opened the fleet for everyone.
-    assert_eq!(probes, 1, "probes fleet-wide after the first break");
+    // One lease holder at a time probed, failed, and re-opened the fleet for everyone,
+    // for its break divided among the 6 reporting sandboxes (20 s / 6 = 3.3 s): over
+    // these 8 s the fleet probed more often than one sandbox would (once per 20 s), and
+    // far less than 6 local circuits (6 probes, one each).
+    assert!(
+        (2..=3).contains(&probes),
+        "probes fleet-wide after the first break: {probes}"
+    );
     assert!(
         h.sandboxes
             .iter()

@@ -4,7 +4,7 @@
 use super::config::FleetConfig;
 use super::hook::FleetHook;
 use super::record::FleetState;
-use super::store::{SharedState, StoreError};
+use super::store::{SharedState, StoreError, StoredRecord};
 use crate::config::ConfigError;
 use crate::stats::TransitionReason;
 use crate::{Circuit, CircuitState};
@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 mod round;
+
+pub(crate) use round::guarded;
 
 /// Read-modify-write attempts per round before the round gives up (its pending
 /// transitions stay pending for the next round).
@@ -125,12 +127,30 @@ struct EpochClock {
 }
 
 impl EpochClock {
+    /// The process's anchor, taken once and shared by every sync of the process (so
+    /// they agree to the millisecond, and a simulation is the same on every run); a
+    /// fresh one when tokio's clock reads earlier than the anchor (another runtime) or
+    /// the anchor is over an hour old (the monotonic clock and the wall clock drift).
     fn new() -> Self {
-        EpochClock {
-            wall_ms: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            origin: Instant::now(),
+        static ANCHOR: Mutex<Option<EpochClock>> = Mutex::new(None);
+        let now = Instant::now();
+        let mut anchor = ANCHOR.lock().unwrap_or_else(|e| e.into_inner());
+        match *anchor {
+            Some(a)
+                if now >= a.origin && now.duration_since(a.origin) < Duration::from_secs(3600) =>
+            {
+                a
+            }
+            _ => {
+                let fresh = EpochClock {
+                    wall_ms: SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                    origin: now,
+                };
+                *anchor = Some(fresh);
+                fresh
+            }
         }
     }
 
@@ -284,10 +304,39 @@ impl FleetSync {
         })
     }
 
+    /// Attaches `circuit` as one member of a registry-wide fleet: no task of its own;
+    /// its transitions wake `wake`, and its store operations go through `store_circuit`,
+    /// both shared by the registry's members.
+    pub(crate) fn member(
+        circuit: &Circuit,
+        store: Arc<dyn SharedState>,
+        config: FleetConfig,
+        store_circuit: Circuit,
+        wake: Arc<Notify>,
+    ) -> Result<FleetSync, ConfigError> {
+        let inner = Self::attach_with(circuit, store, config, Some((store_circuit, wake)))?;
+        Ok(FleetSync {
+            inner,
+            _guard: Arc::new(Guard {
+                task: None,
+                circuit: circuit.clone(),
+            }),
+        })
+    }
+
     fn attach(
         circuit: &Circuit,
         store: Arc<dyn SharedState>,
         config: FleetConfig,
+    ) -> Result<Arc<Inner>, ConfigError> {
+        Self::attach_with(circuit, store, config, None)
+    }
+
+    fn attach_with(
+        circuit: &Circuit,
+        store: Arc<dyn SharedState>,
+        config: FleetConfig,
+        shared: Option<(Circuit, Arc<Notify>)>,
     ) -> Result<Arc<Inner>, ConfigError> {
         if !FleetHook::of(circuit).attach() {
             return Err(ConfigError::new(
@@ -296,7 +345,13 @@ impl FleetSync {
             ));
         }
         let clock = EpochClock::new();
-        let wake = FleetHook::of(circuit).waker();
+        let (store_circuit, wake) = match shared {
+            Some((store_circuit, wake)) => {
+                FleetHook::of(circuit).set_waker(wake.clone());
+                (Some(store_circuit), wake)
+            }
+            None => (None, FleetHook::of(circuit).waker()),
+        };
         let log = Arc::new(Mutex::new(LocalLog::default()));
         {
             // The circuit's own transitions, recorded for the next publish.
@@ -343,10 +398,12 @@ impl FleetSync {
                 wake.notify_one();
             });
         }
-        let store_circuit = Circuit::named(
-            format!("fleet-store/{}", circuit.name()),
-            config.store_breaker.clone(),
-        );
+        let store_circuit = store_circuit.unwrap_or_else(|| {
+            Circuit::named(
+                format!("fleet-store/{}", circuit.name()),
+                config.store_breaker.clone(),
+            )
+        });
         Ok(Arc::new(Inner {
             circuit: circuit.clone(),
             store,
@@ -397,6 +454,11 @@ impl FleetSync {
             self.inner.round().await;
         }
         self.status()
+    }
+
+    /// One round with the first read already done (by a registry-wide `load_many`).
+    pub(crate) async fn sync_with(&self, first: Result<Option<StoredRecord>, StoreError>) {
+        self.inner.round_with(Some(first)).await;
     }
 
     /// What the sync knows (a copy, no I/O).
