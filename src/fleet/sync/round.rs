@@ -6,7 +6,7 @@ use crate::circuit::CircuitParts;
 use crate::error::CallError;
 use crate::fleet::config::{duration_ms, longest_break};
 use crate::fleet::hook::{FleetHook, GATE_LEASED, GATE_NO_LEASE, GATE_OFF};
-use crate::fleet::record::{FleetRecord, FleetState, Lease, Limits, Report};
+use crate::fleet::record::{FleetRecord, FleetState, Lease, Limits, MAX_REPORTS, Report};
 use crate::fleet::store::{CasOutcome, StoreError, StoreErrorKind, StoredRecord};
 use crate::stats::TransitionReason;
 use crate::{Circuit, CircuitState};
@@ -185,8 +185,12 @@ impl Inner {
         // An instance that is not Closed (its own break, or the fleet's) renews its
         // report too: the count of reporting instances paces the fleet's probes.
         let present = report.requests > 0 || report.open || parts.state != CircuitState::Closed;
+        // A full record (more instances than it holds reports) takes a new report only
+        // with news in it: otherwise instances would push each other out every round.
+        let news = report.failures > 0 || report.open || pending.dirty;
+        let room = original.reports.len() < MAX_REPORTS;
         let publish = match original.report(id) {
-            None => present || pending.dirty,
+            None => (present && room) || news,
             Some(old) => {
                 old.open != report.open
                     || pending.dirty
