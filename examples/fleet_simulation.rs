@@ -17,7 +17,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, sleep_until};
-use tower_circuit_breaker::fleet::{FleetConfig, FleetSync, MemoryStore, RegistryFleet};
+use tower_circuit_breaker::fleet::{
+    FleetConfig, FleetSync, MemoryStore, RegistryFleet, StoreTraffic,
+};
 use tower_circuit_breaker::{Circuit, CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState};
 
 /// Requests per second per sandbox (20 requests/s for 50 sandboxes).
@@ -76,6 +78,7 @@ struct Outcome {
     rejected_after: u64,
     recovered_after: Option<Duration>,
     store_ops: u64,
+    traffic: StoreTraffic,
     /// Failing user calls outside the outage (the store's fault if any).
     failed_outside: u64,
 }
@@ -234,6 +237,7 @@ async fn simulate(s: Scenario) -> Outcome {
         at += step;
     }
     out.store_ops = store.operations();
+    out.traffic = store.traffic();
     out
 }
 
@@ -252,12 +256,6 @@ fn main() {
         .build()
         .expect("runtime");
     let run = |s: Scenario| runtime.block_on(simulate(s));
-    let base = |sharing, sandboxes| Scenario {
-        sharing,
-        sandboxes,
-        circuits: 1,
-        outage_end: OUTAGE_END,
-    };
 
     println!(
         "{RATE_PER_SANDBOX} requests/s per sandbox spread at random, DynamoDB preset (3 \
@@ -303,6 +301,38 @@ fn main() {
         }
     }
 
+    if full {
+        by_circuits(&run);
+        costs(&run);
+    }
+    recovery(&run);
+}
+
+/// Minutes in a month of 730 hours, as AWS prices a month.
+const MONTH_MINUTES: f64 = 730.0 * 60.0;
+/// DynamoDB on-demand, US East (N. Virginia), since 1 November 2024: USD per million read
+/// request units (one strongly consistent read of up to 4 KB) and write request units
+/// (one write of up to 1 KB).
+const DYNAMODB_RRU: f64 = 0.125;
+const DYNAMODB_WRU: f64 = 0.625;
+/// ElastiCache Serverless for Redis OSS, US East: USD per million ECPUs (one simple
+/// command moving up to 1 KB; more KB, more ECPUs), and the 1 GB storage minimum a month
+/// (0.125 USD per GB-hour).
+const ELASTICACHE_ECPU: f64 = 0.0034;
+const ELASTICACHE_MIN_STORAGE: f64 = 0.125 * 730.0;
+
+type Run<'a> = &'a dyn Fn(Scenario) -> Outcome;
+
+fn base(sharing: Sharing, sandboxes: usize) -> Scenario {
+    Scenario {
+        sharing,
+        sandboxes,
+        circuits: 1,
+        outage_end: OUTAGE_END,
+    }
+}
+
+fn by_circuits(run: Run<'_>) {
     println!(
         "\nStore operations per sandbox per minute, by circuits per sandbox (50 sandboxes, \
          the same run; each call goes to one of the circuits at random, only DynamoDB \
@@ -324,7 +354,62 @@ fn main() {
             ops(Sharing::Registry)
         );
     }
+}
 
+fn costs(run: Run<'_>) {
+    println!(
+        "\nStore traffic and its price with no outage (the month's usual case): registry-wide, \
+         6 circuits per sandbox, each call to one of them, 0.4 calls/s per sandbox; DynamoDB \
+         on-demand ({DYNAMODB_RRU} USD per million read units, {DYNAMODB_WRU} per million \
+         write units) and ElastiCache Serverless for Redis OSS ({ELASTICACHE_ECPU} USD per \
+         million ECPUs, 1 GB storage minimum), US East, rates of 1 November 2024:\n"
+    );
+    println!(
+        "| sandboxes | operations per sandbox per minute | records read / written per sandbox \
+         per minute | mean record size read / written | fleet requests/s | DynamoDB read / \
+         write units per month | DynamoDB USD per month | ElastiCache ECPUs per month | \
+         ElastiCache USD per month (incl. storage minimum) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for sandboxes in [50, 500] {
+        let o = run(Scenario {
+            circuits: 6,
+            outage_end: OUTAGE_START,
+            ..base(Sharing::Registry, sandboxes)
+        });
+        let t = o.traffic;
+        let minutes = END.as_secs_f64() / 60.0;
+        let per = |n: u64| n as f64 / sandboxes as f64 / minutes;
+        let mean = |bytes: u64, n: u64| if n == 0 { 0.0 } else { bytes as f64 / n as f64 };
+        let (read_size, write_size) = (
+            mean(t.bytes_read, t.records_read),
+            mean(t.bytes_written, t.records_written),
+        );
+        let month = |per_sandbox_minute: f64| per_sandbox_minute * sandboxes as f64 * MONTH_MINUTES;
+        let rru = month(per(t.records_read)) * (read_size / 4096.0).ceil().max(1.0);
+        let wru = month(per(t.records_written)) * (write_size / 1024.0).ceil().max(1.0);
+        let dynamodb = rru / 1e6 * DYNAMODB_RRU + wru / 1e6 * DYNAMODB_WRU;
+        // One ECPU per command, plus one per KB moved beyond the first.
+        let ecpu = month(per(t.operations)) + month(per(t.bytes_read + t.bytes_written)) / 1024.0;
+        let elasticache = ecpu / 1e6 * ELASTICACHE_ECPU + ELASTICACHE_MIN_STORAGE;
+        println!(
+            "| {sandboxes} | {:.1} | {:.1} / {:.1} | {:.0} B / {:.0} B | {:.1} | {:.1} M / {:.1} M | {:.2} | {:.1} M | {:.2} |",
+            per(t.operations),
+            per(t.records_read),
+            per(t.records_written),
+            read_size,
+            write_size,
+            per(t.operations) * sandboxes as f64 / 60.0,
+            rru / 1e6,
+            wru / 1e6,
+            dynamodb,
+            ecpu / 1e6,
+            elasticache
+        );
+    }
+}
+
+fn recovery(run: Run<'_>) {
     println!(
         "\nRecovery over 10 runs, the outage's end moved by 0, 2, ..., 18 s (phases of the \
          20 s break), 50 sandboxes:\n"

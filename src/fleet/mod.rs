@@ -52,7 +52,7 @@ pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use config::{FleetConfig, FleetConfigBuilder};
 #[cfg(test)]
 pub(crate) use hook::FleetHook;
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, StoreTraffic};
 pub use record::FleetState;
 pub use registry::{RegistryFleet, RegistryFleetBuilder, RegistryFleetStatus};
 pub use snapshot::{CircuitSnapshot, SnapshotError};
