@@ -463,7 +463,8 @@ async fn dynamodb_load_many_reads_by_batches_of_100_in_the_order_asked() {
     };
     // 130 records: two BatchGetItem requests (100 + 30 keys).
     for i in 0..130 {
-        let written = store.compare_and_set(&format!("k{i}"), None, vec![i as u8], TTL);
+        let key = format!("k{i}");
+        let written = store.compare_and_set(&key, None, vec![i as u8], TTL);
         assert_eq!(bounded("cas", written).await, Ok(CasOutcome::Written(1)));
     }
     // An item that is not ours under a key, with a readable version.

@@ -122,36 +122,47 @@ impl Drop for Guard {
 /// (so paused-time tests and a stepped system clock agree with the circuit's timers).
 #[derive(Clone, Copy, Debug)]
 struct EpochClock {
-    wall_ms: u64,
+    /// Epoch nanoseconds at `origin`.
+    wall_ns: u64,
     origin: Instant,
 }
 
 impl EpochClock {
-    /// The process's anchor, taken once and shared by every sync of the process (so
-    /// they agree to the millisecond, and a simulation is the same on every run); a
-    /// fresh one when tokio's clock reads earlier than the anchor (another runtime) or
-    /// the anchor is over an hour old (the monotonic clock and the wall clock drift).
+    /// A clock whose origin is tokio's now. Its wall time comes from one pair (real
+    /// monotonic instant, wall time) taken once per process (again after an hour, as the
+    /// two clocks drift): every sync of the process maps an instant to the same epoch
+    /// millisecond, however far apart in real time they were made (so a simulation on
+    /// tokio's paused clock is the same on every run), and a paused runtime's clock maps
+    /// to its real start plus the time it advanced.
     fn new() -> Self {
-        static ANCHOR: Mutex<Option<EpochClock>> = Mutex::new(None);
-        let now = Instant::now();
-        let mut anchor = ANCHOR.lock().unwrap_or_else(|e| e.into_inner());
-        match *anchor {
-            Some(a)
-                if now >= a.origin && now.duration_since(a.origin) < Duration::from_secs(3600) =>
-            {
-                a
-            }
-            _ => {
-                let fresh = EpochClock {
-                    wall_ms: SystemTime::now()
+        static ANCHOR: Mutex<Option<(std::time::Instant, u64)>> = Mutex::new(None);
+        let real_now = std::time::Instant::now();
+        let (real0, wall0) = {
+            let mut anchor = ANCHOR.lock().unwrap_or_else(|e| e.into_inner());
+            match *anchor {
+                Some((real0, wall0))
+                    if real_now.saturating_duration_since(real0) < Duration::from_secs(3600) =>
+                {
+                    (real0, wall0)
+                }
+                _ => {
+                    let wall0 = SystemTime::now()
                         .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64),
-                    origin: now,
-                };
-                *anchor = Some(fresh);
-                fresh
+                        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                    *anchor = Some((real_now, wall0));
+                    (real_now, wall0)
+                }
             }
-        }
+        };
+        let origin = Instant::now();
+        let at = origin.into_std();
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let wall_ns = if at >= real0 {
+            wall0.saturating_add(nanos(at - real0))
+        } else {
+            wall0.saturating_sub(nanos(real0 - at))
+        };
+        EpochClock { wall_ns, origin }
     }
 
     fn now_ms(&self) -> u64 {
@@ -159,7 +170,9 @@ impl EpochClock {
     }
 
     fn at_ms(&self, t: Instant) -> u64 {
-        self.wall_ms + t.saturating_duration_since(self.origin).as_millis() as u64
+        let since = u64::try_from(t.saturating_duration_since(self.origin).as_nanos())
+            .unwrap_or(u64::MAX);
+        self.wall_ns.saturating_add(since) / 1_000_000
     }
 
     fn system(ms: u64) -> SystemTime {
