@@ -56,7 +56,8 @@
 //! writes per second. Keep the cache period such that instances × (1 / period) stays well
 //! under that (1,000 instances at a 1 s period is about 1,000 reads a second on one key),
 //! and publish on transitions, not per call. A conditional write that fails is still
-//! billed.
+//! billed. A `BatchGetItem` is one request but bills every item it reads as a `GetItem`
+//! would: batching a registry's reads cuts requests and round trips, not read units.
 //!
 //! # Client configuration
 //!

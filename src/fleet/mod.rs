@@ -9,6 +9,11 @@
 //! leases the half-open probes fleet-wide, and falls back to local-only when the store
 //! fails. See the README section "Fleet-wide circuits" for the design and its numbers.
 //!
+//! A whole [`CircuitBreakerRegistry`](crate::CircuitBreakerRegistry) shares every circuit
+//! in one line, with one task and one batched read per round:
+//! [`share_with_fleet`](crate::CircuitBreakerRegistry::share_with_fleet) (see
+//! [`RegistryFleet`]).
+//!
 //! Stores: [`MemoryStore`] (one process: tests and simulations), `RedisStore` (feature
 //! `fleet-redis`) and `DynamoDbStore` (feature `fleet-dynamodb`), all behind the same
 //! [`SharedState`] trait.

@@ -39,7 +39,10 @@ const MAX_ATTEMPTS: u32 = 8;
 /// 4. after the fleet's break, takes the fleet's single probe lease (all of the circuit's
 ///    `half_open_max_calls` slots) when this instance is due to probe; instances without
 ///    the lease keep rejecting as Open, so at most `half_open_max_calls` probes run
-///    fleet-wide.
+///    fleet-wide at a time. After a failed probe the fleet waits the prober's break
+///    divided by the reporting instances (at least
+///    [`min_probe_interval`](FleetConfig::min_probe_interval)) before the next instance
+///    may probe.
 ///
 /// # Records are untrusted
 ///
@@ -170,8 +173,8 @@ impl EpochClock {
     }
 
     fn at_ms(&self, t: Instant) -> u64 {
-        let since = u64::try_from(t.saturating_duration_since(self.origin).as_nanos())
-            .unwrap_or(u64::MAX);
+        let since =
+            u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX);
         self.wall_ns.saturating_add(since) / 1_000_000
     }
 
