@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::sleep;
-use tower_circuit_breaker::fleet::{FleetConfig, FleetMode, MemoryStore, RegistryFleet};
+use tower_circuit_breaker::fleet::{
+    CasOutcome, FleetConfig, FleetMode, MemoryStore, RegistryFleet, SharedState, StoreFuture,
+    StoredRecord,
+};
 use tower_circuit_breaker::registry::{RegistryConfig, RegistryLimits};
 use tower_circuit_breaker::{Circuit, CircuitBreakerConfig, CircuitBreakerRegistry, CircuitState};
 
@@ -270,4 +273,66 @@ async fn a_store_that_is_down_fails_no_user_call() {
     sleep(Duration::from_secs(6)).await;
     tick().await;
     assert_eq!(fleet.status().mode, FleetMode::Shared);
+}
+
+/// A store whose `load_many` answers one record too few: a hostile or broken backend.
+struct ShortBatch(MemoryStore);
+
+impl SharedState for ShortBatch {
+    fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredRecord>> {
+        self.0.load(key)
+    }
+
+    fn load_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<StoredRecord>>> {
+        Box::pin(async move {
+            let mut records = self.0.load_many(keys).await?;
+            records.pop();
+            Ok(records)
+        })
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<u64>,
+        body: Vec<u8>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, CasOutcome> {
+        self.0.compare_and_set(key, expected, body, ttl)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hostile_keys_and_answers_are_refused_not_trusted() {
+    // Names from request data at the registry's longest: the record key would pass 512
+    // bytes, so the circuit stays local-only (counted), and the others are shared.
+    let registry = CircuitBreakerRegistry::new();
+    let fleet = RegistryFleet::builder(Arc::new(MemoryStore::new()), template(0))
+        .manual()
+        .attach(&registry)
+        .unwrap();
+    let long = "x".repeat(256);
+    let circuit = registry.circuit(&long, &long, None);
+    registry.circuit("svc", "op", None);
+    let status = fleet.sync_now().await;
+    assert_eq!((status.circuits, status.refused), (1, 1));
+    assert!(circuit.call(async { Ok::<_, &str>(()) }).await.is_ok());
+
+    // A store that answers a batch with the wrong number of records is not believed:
+    // every circuit falls back to local-only, and calls go on.
+    let registry = CircuitBreakerRegistry::new();
+    let fleet = RegistryFleet::builder(Arc::new(ShortBatch(MemoryStore::new())), template(0))
+        .manual()
+        .attach(&registry)
+        .unwrap();
+    let circuits = six(&registry);
+    let status = fleet.sync_now().await;
+    assert_eq!(status.mode, FleetMode::LocalOnly);
+    let one = fleet.circuit_status("svc", "PutItem").unwrap();
+    assert_eq!(one.mode, FleetMode::LocalOnly);
+    assert!(one.last_error.is_some_and(|e| {
+        e.to_string()
+            .contains("load_many returned 5 records for 6 keys")
+    }));
+    assert!(circuits[0].call(async { Ok::<_, &str>(()) }).await.is_ok());
 }
