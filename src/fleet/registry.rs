@@ -379,7 +379,9 @@ impl Shared {
         }
     }
 
-    /// Drops the members whose circuit the registry no longer holds.
+    /// Drops the members whose circuit the registry no longer holds. The registry is
+    /// asked with the members' lock released: it calls [`join`](Self::join) under its
+    /// own table lock, so holding ours while asking it could deadlock.
     fn leave_evicted(&self) {
         let Some(registry) = self.registry.upgrade() else {
             return;
@@ -389,20 +391,20 @@ impl Shared {
             .iter()
             .map(|(k, m)| (k.clone(), m.clone()))
             .collect();
-        let gone: Vec<String> = members
+        let gone: Vec<(String, Circuit)> = members
             .into_iter()
             .filter(|(_, m)| !registry.holds(&m.service, &m.operation, m.sync.circuit()))
-            .map(|(k, _)| k)
+            .map(|(k, m)| (k, m.sync.circuit().clone()))
             .collect();
         if gone.is_empty() {
             return;
         }
         let mut members = self.members();
-        for key in gone {
-            // Only if it was not replaced meanwhile by the key's new circuit.
+        for (key, circuit) in gone {
+            // Only if the key was not joined meanwhile by its new circuit.
             if members
                 .get(&key)
-                .is_some_and(|m| !registry.holds(&m.service, &m.operation, m.sync.circuit()))
+                .is_some_and(|m| m.sync.circuit().ptr_eq(&circuit))
             {
                 members.remove(&key);
                 self.evicted.fetch_add(1, Ordering::Relaxed);
