@@ -119,6 +119,9 @@ use table::{Refusal, Table};
 pub const OVERFLOW: &str = "(overflow)";
 
 type Listener = Arc<dyn Fn(&TransitionEvent) + Send + Sync>;
+/// Called with each new circuit's service, operation and circuit (inside the table's
+/// write lock: it must not call back into the registry).
+pub(crate) type CreateHook = Arc<dyn Fn(&str, &str, &Circuit) + Send + Sync>;
 
 /// Circuits keyed by `(service, operation)`. See the [module docs](crate::registry).
 ///
@@ -143,11 +146,29 @@ struct Inner {
     /// The last base configuration a circuit was created with: circuits created with an
     /// equal one share it.
     last_base: Mutex<Option<Arc<CircuitBreakerConfig>>>,
+    /// What an edge attached to the registry for its lifetime (the fleet sharing).
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+    extension: OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 struct Settings {
     config: RegistryConfig,
     listeners: Vec<Listener>,
+    created: Vec<CreateHook>,
+}
+
+/// A registry that does not keep it alive.
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+#[derive(Clone)]
+pub(crate) struct WeakRegistry(std::sync::Weak<Inner>);
+
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+impl WeakRegistry {
+    pub(crate) fn upgrade(&self) -> Option<CircuitBreakerRegistry> {
+        self.0
+            .upgrade()
+            .map(|inner| CircuitBreakerRegistry { inner })
+    }
 }
 
 /// One circuit's key and stats, from [`CircuitBreakerRegistry::all_stats`].
@@ -200,9 +221,11 @@ impl CircuitBreakerRegistry {
                 evicted: AtomicU64::new(0),
                 overflow: OnceLock::new(),
                 last_base: Mutex::new(None),
+                extension: OnceLock::new(),
                 settings: RwLock::new(Settings {
                     config,
                     listeners: Vec::new(),
+                    created: Vec::new(),
                 }),
             }),
         }
@@ -332,6 +355,9 @@ impl CircuitBreakerRegistry {
                 // microseconds in between, never under-estimated.
                 let origin = SystemTime::now();
                 attach(&circuit, &settings.listeners);
+                for hook in &settings.created {
+                    hook(service, operation, &circuit);
+                }
                 Entry {
                     hash,
                     split: service.len() as u32,
@@ -513,6 +539,43 @@ impl CircuitBreakerRegistry {
             attach(c, std::slice::from_ref(&listener));
         }
         settings.listeners.push(listener);
+    }
+}
+
+// ===== for the edges that extend the registry (the fleet) =====
+
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+impl CircuitBreakerRegistry {
+    /// Calls `hook` on every circuit of the table now, then on every circuit created
+    /// later (not on the overflow circuit).
+    pub(crate) fn on_create(&self, hook: CreateHook) {
+        let mut settings = self.settings_mut();
+        for e in self.inner.table.entries() {
+            hook(e.service(), e.operation(), &e.circuit);
+        }
+        settings.created.push(hook);
+    }
+
+    /// Whether `circuit` is the table's circuit of `(service, operation)` (false once it
+    /// was evicted).
+    pub(crate) fn holds(&self, service: &str, operation: &str, circuit: &Circuit) -> bool {
+        self.find(service, operation)
+            .is_some_and(|h| h.0.ptr_eq(circuit))
+    }
+
+    /// The registry, without keeping it alive.
+    pub(crate) fn downgrade(&self) -> WeakRegistry {
+        WeakRegistry(Arc::downgrade(&self.inner))
+    }
+
+    /// Keeps `extension` for the registry's lifetime; false when one is already kept.
+    pub(crate) fn set_extension(&self, extension: Arc<dyn std::any::Any + Send + Sync>) -> bool {
+        self.inner.extension.set(extension).is_ok()
+    }
+
+    /// What [`set_extension`](Self::set_extension) kept.
+    pub(crate) fn extension(&self) -> Option<&Arc<dyn std::any::Any + Send + Sync>> {
+        self.inner.extension.get()
     }
 }
 

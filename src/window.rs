@@ -443,10 +443,9 @@ impl Window {
         if window == Counts::default() {
             return;
         }
-        let (idx, slot) = self.locate(now_ns, width_ns);
-        if !self.rotate(slot, idx) {
+        let Some(slot) = self.locate(now_ns, width_ns) else {
             return;
-        }
+        };
         // Into the slot's spill, which every reader adds to the slot's cells and a
         // rotation retires with them.
         let mut spill = self.spill.lock().unwrap_or_else(|e| e.into_inner());

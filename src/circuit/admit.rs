@@ -195,7 +195,7 @@ impl<H: Borrow<Circuit>> Permit<H> {
     /// Whether the permit is a half-open probe's (the replay counts probes).
     #[cfg_attr(not(feature = "replay"), allow(dead_code))]
     pub(crate) fn is_probe(&self) -> bool {
-        self.kind == Kind::Probe
+        matches!(self.ticket.kind(), Kind::Probe)
     }
 
     /// The circuit the permit was granted by.

@@ -57,6 +57,7 @@ pub struct FleetConfig {
     pub(crate) record_ttl: Duration,
     pub(crate) report_ttl: Duration,
     pub(crate) lease_ttl: Duration,
+    pub(crate) min_probe_interval: Duration,
     pub(crate) max_clock_skew: Duration,
     pub(crate) quorum: u32,
     pub(crate) min_fleet_requests: u64,
@@ -103,6 +104,13 @@ getters! {
     /// How long a probe lease lasts unless renewed (default 5 s): if its holder freezes or
     /// dies, another instance may probe after this.
     lease_ttl: Duration;
+    /// The shortest time between two fleet probes (default 1 s; at least 10 ms). After
+    /// a failed probe the fleet waits the prober's break divided by the number of
+    /// reporting instances, but not less than this, before the next instance may take
+    /// the probe lease: the fleet probes more often than any one instance would (so it
+    /// finds the dependency back sooner than local circuits), one probe at a time, and
+    /// fewer probes in all than local circuits send between them.
+    min_probe_interval: Duration;
     /// How far ahead of this instance's clock another writer's clock may be (default
     /// 5 s). Between 0 and `report_ttl`. A record read from the store is untrusted, and
     /// its times are judged against the reader's own clock with this allowance:
@@ -150,6 +158,7 @@ impl FleetConfig {
                 record_ttl: Duration::from_secs(15 * 60),
                 report_ttl: Duration::from_secs(60),
                 lease_ttl: Duration::from_secs(5),
+                min_probe_interval: Duration::from_secs(1),
                 max_clock_skew: Duration::from_secs(5),
                 quorum: 2,
                 min_fleet_requests: 20,
@@ -227,6 +236,9 @@ impl FleetConfigBuilder {
         }
         if c.lease_ttl < Duration::from_millis(10) {
             return err("lease_ttl", "must be at least 10 ms");
+        }
+        if c.min_probe_interval < Duration::from_millis(10) {
+            return err("min_probe_interval", "must be at least 10 ms");
         }
         if c.max_clock_skew > c.report_ttl {
             return err("max_clock_skew", "must be at most report_ttl");

@@ -16,6 +16,10 @@
 //!   expired items lazily (often within minutes, sometimes later), so an item whose
 //!   `expires_at` is not after the current second is treated as absent. An item without
 //!   the attributes above, or with other types, is [`StoreErrorKind::Corrupt`].
+//! - [`load_many`](SharedState::load_many) (a registry-wide round) is one strongly
+//!   consistent `BatchGetItem` per 100 keys; keys DynamoDB leaves unprocessed (throttling,
+//!   the 16 MB answer limit) are asked again, up to 4 requests per 100 keys with a 25, 50,
+//!   100 ms backoff, then the call fails as [`StoreErrorKind::Unavailable`].
 //! - [`compare_and_set`](SharedState::compare_and_set) is one `PutItem` whose
 //!   `ConditionExpression` is `attribute_not_exists(pk) OR expires_at <= :now` when no
 //!   version is expected, and `version = :expected AND expires_at > :now` otherwise; a
@@ -36,7 +40,8 @@
 //!
 //! # IAM permissions
 //!
-//! At run time: `dynamodb:GetItem` and `dynamodb:PutItem` on the table's ARN. For
+//! At run time: `dynamodb:GetItem`, `dynamodb:BatchGetItem` (registry-wide sharing) and
+//! `dynamodb:PutItem` on the table's ARN. For
 //! [`DynamoDbStore::create_table`] (tests, setup scripts; usually not the Lambda's role):
 //! `dynamodb:CreateTable`, `dynamodb:DescribeTable`, `dynamodb:DescribeTimeToLive` and
 //! `dynamodb:UpdateTimeToLive`.
@@ -51,7 +56,8 @@
 //! writes per second. Keep the cache period such that instances × (1 / period) stays well
 //! under that (1,000 instances at a 1 s period is about 1,000 reads a second on one key),
 //! and publish on transitions, not per call. A conditional write that fails is still
-//! billed.
+//! billed. A `BatchGetItem` is one request but bills every item it reads as a `GetItem`
+//! would: batching a registry's reads cuts requests and round trips, not read units.
 //!
 //! # Client configuration
 //!
@@ -104,7 +110,7 @@ use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
     ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -129,6 +135,12 @@ pub const EXPIRES_AT: &str = "expires_at";
 pub const DEFAULT_KEY_PREFIX: &str = "tcb:";
 
 const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
+/// Keys per `BatchGetItem` request (DynamoDB's limit).
+pub const BATCH_GET_MAX: usize = 100;
+/// Requests per chunk of keys while DynamoDB leaves some unprocessed (the first included).
+pub const BATCH_GET_ATTEMPTS: u32 = 4;
+/// The wait before the second request for unprocessed keys; doubled for each next one.
+const BATCH_GET_BACKOFF: Duration = Duration::from_millis(25);
 /// How long [`DynamoDbStore::create_table`] waits for a new table to become active.
 const TABLE_ACTIVE_WAIT: Duration = Duration::from_secs(300);
 
@@ -318,6 +330,91 @@ impl DynamoDbStore {
         Ok(Some(record))
     }
 
+    /// `keys` by `BatchGetItem`, up to [`BATCH_GET_MAX`] keys a request, each request's
+    /// `UnprocessedKeys` asked again up to [`BATCH_GET_ATTEMPTS`] times in all.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<StoredRecord>>, StoreError> {
+        let now = self.now().as_secs();
+        // Where each partition key's record goes (a key asked twice is read once:
+        // `BatchGetItem` refuses duplicates).
+        let mut wanted: HashMap<String, Vec<usize>> = HashMap::with_capacity(keys.len());
+        let mut order = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let pk = self.partition_key(key);
+            let slots = wanted.entry(pk.clone()).or_default();
+            if slots.is_empty() {
+                order.push(pk);
+            }
+            slots.push(i);
+        }
+        let mut records = vec![None; keys.len()];
+        for chunk in order.chunks(BATCH_GET_MAX) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|pk| HashMap::from([(PK.to_owned(), AttributeValue::S(pk.clone()))]))
+                .collect();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt == BATCH_GET_ATTEMPTS {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Unavailable,
+                        format!(
+                            "BatchGetItem: {} keys still unprocessed after {BATCH_GET_ATTEMPTS} attempts",
+                            pending.len()
+                        ),
+                    ));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(BATCH_GET_BACKOFF * 2u32.pow(attempt - 1)).await;
+                }
+                attempt += 1;
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|_| other("BatchGetItem: invalid request"))?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchGetItem", &e))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    // Only keys this call asked for, each once; anything else is ignored.
+                    let Some(AttributeValue::S(pk)) = item.get(PK) else {
+                        continue;
+                    };
+                    let Some(slots) = wanted.remove(pk) else {
+                        continue;
+                    };
+                    let record = batch_record(item, now);
+                    for i in slots {
+                        records[i].clone_from(&record);
+                    }
+                }
+                if let Some(unprocessed) = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                {
+                    // At most the keys of this chunk, asked again (others are ignored).
+                    pending = unprocessed
+                        .keys
+                        .into_iter()
+                        .filter(|k| {
+                            matches!(k.get(PK), Some(AttributeValue::S(pk)) if wanted.contains_key(pk))
+                        })
+                        .take(chunk.len())
+                        .collect();
+                }
+            }
+        }
+        Ok(records)
+    }
+
     async fn put(
         &self,
         key: &str,
@@ -371,6 +468,20 @@ impl SharedState for DynamoDbStore {
             "DynamoDB",
             "GetItem",
             self.get(key),
+        ))
+    }
+
+    /// One `BatchGetItem` (strongly consistent) per 100 keys, under one operation
+    /// timeout for the whole call. An item that cannot be decoded comes back with its
+    /// version and an empty body when its version can be read (the fleet layer then finds
+    /// it corrupt and replaces it), as absent otherwise (the fleet layer's write then
+    /// conflicts and it reads the key alone, which reports the corruption).
+    fn load_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<StoredRecord>>> {
+        Box::pin(within(
+            self.operation_timeout,
+            "DynamoDB",
+            "BatchGetItem",
+            self.get_many(keys),
         ))
     }
 
@@ -429,6 +540,27 @@ fn decode(mut item: HashMap<String, AttributeValue>) -> Result<(StoredRecord, u6
         None => return Err(corrupt("has no body")),
     };
     Ok((StoredRecord { version, body }, expires_at))
+}
+
+/// A record read by `BatchGetItem`: `None` when expired; when the item cannot be
+/// decoded, its version with an empty body if the version can be read, else `None`.
+fn batch_record(mut item: HashMap<String, AttributeValue>, now: u64) -> Option<StoredRecord> {
+    let version = item.get(VERSION).cloned();
+    match decode(std::mem::take(&mut item)) {
+        Ok((record, expires_at)) => (expires_at > now).then_some(record),
+        Err(_) => match version {
+            Some(AttributeValue::N(n)) => {
+                n.parse::<u64>()
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .map(|version| StoredRecord {
+                        version,
+                        body: Vec::new(),
+                    })
+            }
+            _ => None,
+        },
+    }
 }
 
 fn other(message: &str) -> StoreError {

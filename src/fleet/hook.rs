@@ -8,8 +8,8 @@
 use crate::Circuit;
 use crate::circuit::AdmissionGate;
 use std::any::Any;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// No fleet gating: the circuit probes on its own, exactly as without the feature.
@@ -27,7 +27,7 @@ pub(crate) struct FleetHook {
     /// only to an instance with traffic to probe with.
     wants_lease: AtomicBool,
     attached: AtomicBool,
-    wake: Arc<Notify>,
+    wake: Mutex<Arc<Notify>>,
 }
 
 impl AdmissionGate for FleetHook {
@@ -37,7 +37,7 @@ impl AdmissionGate for FleetHook {
     fn holds_back_probe(&self) -> bool {
         if self.gate.load(Ordering::Acquire) == GATE_NO_LEASE {
             self.wants_lease.store(true, Ordering::Release);
-            self.wake.notify_one();
+            self.waker().notify_one();
             true
         } else {
             false
@@ -71,7 +71,12 @@ impl FleetHook {
     }
 
     pub(crate) fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+        self.wake.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Wakes `wake` instead from now on (a registry-wide fleet's one task).
+    pub(crate) fn set_waker(&self, wake: Arc<Notify>) {
+        *self.wake.lock().unwrap_or_else(|e| e.into_inner()) = wake;
     }
 
     /// Marks the circuit as synced; false when a sync is already attached.

@@ -38,6 +38,28 @@ pub struct MemoryStore {
     down: AtomicBool,
     latency_ns: AtomicU64,
     operations: AtomicU64,
+    records_read: AtomicU64,
+    bytes_read: AtomicU64,
+    records_written: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+/// What a [`MemoryStore`] served, from [`MemoryStore::traffic`]: enough to price a run
+/// on a real store (DynamoDB bills each record read or written by its size, ElastiCache
+/// by the bytes a command moves).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreTraffic {
+    /// Operations asked (a `load_many` is one), failed ones included.
+    pub operations: u64,
+    /// Records returned by reads (a `load_many` of 6 live keys returns 6).
+    pub records_read: u64,
+    /// Their bodies' bytes.
+    pub bytes_read: u64,
+    /// Records written.
+    pub records_written: u64,
+    /// Their bodies' bytes.
+    pub bytes_written: u64,
 }
 
 #[derive(Debug)]
@@ -50,6 +72,19 @@ struct Entry {
 impl Entry {
     fn live(&self, now: Instant) -> bool {
         now < self.expires
+    }
+
+    fn read(&self, now: Instant, store: &MemoryStore) -> Option<StoredRecord> {
+        self.live(now).then(|| {
+            store.records_read.fetch_add(1, Ordering::Relaxed);
+            store
+                .bytes_read
+                .fetch_add(self.body.len() as u64, Ordering::Relaxed);
+            StoredRecord {
+                version: self.version,
+                body: self.body.clone(),
+            }
+        })
     }
 }
 
@@ -76,6 +111,17 @@ impl MemoryStore {
     /// Operations asked of the store so far (failed ones included).
     pub fn operations(&self) -> u64 {
         self.operations.load(Ordering::Relaxed)
+    }
+
+    /// Operations, records and bytes served so far.
+    pub fn traffic(&self) -> StoreTraffic {
+        StoreTraffic {
+            operations: self.operations(),
+            records_read: self.records_read.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            records_written: self.records_written.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+        }
     }
 
     /// Writes `body` under `key` unconditionally, as a foreign or broken writer would.
@@ -117,14 +163,20 @@ impl SharedState for MemoryStore {
         Box::pin(async move {
             self.enter().await?;
             let now = Instant::now();
-            Ok(self
-                .lock()
-                .get(key)
-                .filter(|e| e.live(now))
-                .map(|e| StoredRecord {
-                    version: e.version,
-                    body: e.body.clone(),
-                }))
+            Ok(self.lock().get(key).and_then(|e| e.read(now, self)))
+        })
+    }
+
+    /// All of `keys` in one operation (counted once), as one Redis `MGET`.
+    fn load_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<StoredRecord>>> {
+        Box::pin(async move {
+            self.enter().await?;
+            let now = Instant::now();
+            let records = self.lock();
+            Ok(keys
+                .iter()
+                .map(|key| records.get(key).and_then(|e| e.read(now, self)))
+                .collect())
         })
     }
 
@@ -145,6 +197,9 @@ impl SharedState for MemoryStore {
                 return Ok(CasOutcome::Conflict);
             }
             let version = current.map_or(0, |e| e.version) + 1;
+            self.records_written.fetch_add(1, Ordering::Relaxed);
+            self.bytes_written
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
             records.insert(
                 key.to_owned(),
                 Entry {

@@ -9,6 +9,11 @@
 //! leases the half-open probes fleet-wide, and falls back to local-only when the store
 //! fails. See the README section "Fleet-wide circuits" for the design and its numbers.
 //!
+//! A whole [`CircuitBreakerRegistry`](crate::CircuitBreakerRegistry) shares every circuit
+//! in one line, with one task and one batched read per round:
+//! [`share_with_fleet`](crate::CircuitBreakerRegistry::share_with_fleet) (see
+//! [`RegistryFleet`]).
+//!
 //! Stores: [`MemoryStore`] (one process: tests and simulations), `RedisStore` (feature
 //! `fleet-redis`) and `DynamoDbStore` (feature `fleet-dynamodb`), all behind the same
 //! [`SharedState`] trait.
@@ -40,6 +45,7 @@ mod record;
 #[cfg(feature = "fleet-redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fleet-redis")))]
 pub mod redis;
+mod registry;
 mod snapshot;
 mod store;
 mod sync;
@@ -51,8 +57,9 @@ pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use config::{FleetConfig, FleetConfigBuilder};
 #[cfg(test)]
 pub(crate) use hook::FleetHook;
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, StoreTraffic};
 pub use record::FleetState;
+pub use registry::{RegistryFleet, RegistryFleetBuilder, RegistryFleetStatus};
 pub use snapshot::{CircuitSnapshot, SnapshotCounts, SnapshotError};
 pub use store::{CasOutcome, SharedState, StoreError, StoreErrorKind, StoreFuture, StoredRecord};
 pub use sync::{FleetMode, FleetStatus, FleetSync};

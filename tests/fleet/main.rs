@@ -106,6 +106,11 @@ async fn only_the_configured_number_of_probes_run_fleet_wide() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_registry_shares_every_circuit_in_one_round() {
+    scenarios::registry_shares_every_circuit(memory()).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn generation_conflicts_never_lose_a_transition() {
     let store = memory();
     // Latency makes every round's read and write interleave with the others'.

@@ -8,6 +8,7 @@ use aws_lambda_events::encodings::Body;
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
 use tower_circuit_breaker::aws::cognito::CognitoVerifier;
+use tower_circuit_breaker::fleet::{DynamoDbStore, FleetConfig, RegistryFleet};
 use tower_circuit_breaker::{BoxError, CircuitBreakerRegistry};
 
 fn env(name: &str) -> Result<String, BoxError> {
@@ -36,10 +37,31 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         websocket_endpoint: env("WEBSOCKET_API_ENDPOINT")?,
         dynamodb_endpoint: None,
     };
+    // `FLEET_TABLE` set: every circuit shares its state with the other sandboxes through
+    // that DynamoDB table (one batched read per invocation at most once a second). No
+    // background task: a frozen sandbox runs none, so each invocation refreshes first.
+    let fleet = match std::env::var("FLEET_TABLE") {
+        Ok(table) if !table.trim().is_empty() => {
+            let store =
+                DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table.trim());
+            let template = FleetConfig::builder("chat").build()?;
+            Some(
+                RegistryFleet::builder(Arc::new(store), template)
+                    .manual()
+                    .attach(&registry)?,
+            )
+        }
+        _ => None,
+    };
     let backend = Arc::new(Backend::new(&sdk_config, &registry, verifier, settings));
     lambda_runtime::run(service_fn(move |event| {
-        let backend = backend.clone();
-        async move { handle(&backend, event).await }
+        let (backend, fleet) = (backend.clone(), fleet.clone());
+        async move {
+            if let Some(fleet) = &fleet {
+                fleet.refresh().await;
+            }
+            handle(&backend, event).await
+        }
     }))
     .await
 }

@@ -11,6 +11,7 @@ use tower_circuit_breaker::config::ConfigPatch;
 use tower_circuit_breaker::registry::{RegistryConfig, ServiceOverrides};
 use tower_circuit_breaker::{BoxError, CircuitBreakerRegistry, CircuitState};
 
+mod fleet;
 mod moto;
 mod outage_proxy;
 
@@ -136,6 +137,15 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         },
     );
     registry.apply_config(overrides)?;
+    let fleet = fleet::share(&registry, &endpoint).await?;
+    match &fleet {
+        Some((_, store)) => println!(
+            "  fleet sharing on (CHAT_FLEET): every circuit shares its state through {store}, one round a second"
+        ),
+        None => {
+            println!("  fleet sharing off (CHAT_FLEET=dynamodb or CHAT_FLEET=redis switches it on)")
+        }
+    }
 
     // Cognito: a pool, an app client, a user and a real RS256 ID token from moto.
     let cognito = MotoCognito::create(&endpoint).await?;
@@ -254,6 +264,16 @@ pub(crate) async fn run() -> Result<(), BoxError> {
     println!(
         "  (cognito/verifyJWT counts JWKS fetches: the key is cached, so one fetch served both tokens)"
     );
+    if let Some((fleet, store)) = &fleet {
+        let status = fleet.sync_now().await;
+        println!(
+            "fleet through {store}: {} circuits shared, {} rounds (one batched read each), mode {:?}",
+            status.circuits, status.rounds, status.mode
+        );
+        if status.mode != tower_circuit_breaker::fleet::FleetMode::Shared {
+            return Err("the fleet store did not answer".into());
+        }
+    }
     let closed = registry
         .all_stats()
         .iter()

@@ -34,6 +34,11 @@
 //! `CHAT_DEMO_RECOVERY_SECS=20` plays it with the seed's value. The transcript is on stdout,
 //! the backend's logs on stderr.
 //!
+//! `CHAT_FLEET=dynamodb` (a table in moto) or `CHAT_FLEET=redis` (`REDIS_URL`) switches
+//! fleet sharing on with one registry setting,
+//! `registry.share_with_fleet(store, FleetConfig::builder("chat/local").build()?)`: every
+//! circuit then shares its state through the store, as a Lambda fleet's sandboxes would.
+//!
 //! moto never answers `GoneException` (it creates unknown connections on the fly), so the
 //! stale-connection path does not show here; `integration/tests/aws_faults` drives a 410 through the
 //! per-attempt circuit with a fault server.
@@ -50,7 +55,9 @@
 //! Settings from the environment: `CONNECTIONS_TABLE`, `WEBSOCKET_MESSAGES_TABLE`,
 //! `WEBSOCKET_API_ENDPOINT` (`https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`),
 //! `COGNITO_USER_POOL_ID`, `COGNITO_CLIENT_ID`, and optionally `COGNITO_JWKS_URL` (default:
-//! the pool's). The client sends its token as
+//! the pool's) and `FLEET_TABLE` (a DynamoDB table made by `DynamoDbStore::create_table`:
+//! every circuit then shares its state with the other sandboxes, refreshed at the start of
+//! each invocation). The client sends its token as
 //! `?token=...` on the WebSocket URL (browsers cannot set headers) or as
 //! `Authorization: Bearer ...`.
 //!

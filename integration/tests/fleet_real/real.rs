@@ -54,6 +54,11 @@ impl SharedState for Bridged {
         self.run(async move { store.load(&key).await })
     }
 
+    /// Forwarded, so the backend's batched read (`MGET`, `BatchGetItem`) is the one used.
+    fn load_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<StoredRecord>>> {
+        self.load_many_bridged(keys)
+    }
+
     fn compare_and_set<'a>(
         &'a self,
         key: &'a str,
@@ -67,6 +72,14 @@ impl SharedState for Bridged {
 }
 
 impl Bridged {
+    fn load_many_bridged(
+        &self,
+        keys: &[String],
+    ) -> StoreFuture<'static, Vec<Option<StoredRecord>>> {
+        let (store, keys) = (self.store.clone(), keys.to_vec());
+        self.run(async move { store.load_many(&keys).await })
+    }
+
     /// Runs one store call on the I/O runtime, in turn when calls go one at a time.
     fn run<T: Send + 'static>(
         &self,
@@ -182,6 +195,22 @@ slow_tests! { redis:
 
 slow_tests! { dynamodb:
     dynamodb_slow_calls_are_failure_evidence => slow_calls_are_failure_evidence,
+}
+
+#[tokio::test(start_paused = true)]
+async fn redis_registry_shares_every_circuit() {
+    let Some(store) = redis("redis_registry_shares_every_circuit").await else {
+        return;
+    };
+    scenarios::registry_shares_every_circuit(store).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dynamodb_registry_shares_every_circuit() {
+    let Some(store) = dynamodb("dynamodb_registry_shares_every_circuit").await else {
+        return;
+    };
+    scenarios::registry_shares_every_circuit(store).await;
 }
 
 scenario_tests! { dynamodb:

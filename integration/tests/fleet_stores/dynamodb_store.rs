@@ -443,3 +443,103 @@ async fn dynamodb_errors_are_classified_without_service_messages() {
         StoreErrorKind::Unavailable
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_load_many_reads_by_batches_of_100_in_the_order_asked() {
+    let Some(endpoint) = env_or_skip(
+        "MOTO_ENDPOINT",
+        "dynamodb_load_many_reads_by_batches_of_100_in_the_order_asked",
+    ) else {
+        return;
+    };
+    let client = client(&endpoint, "us-east-1");
+    let table = table(&client).await;
+    let clock = ManualClock::new(SystemTime::now());
+    let store = {
+        let clock = clock.clone();
+        DynamoDbStore::new(client.clone(), &table)
+            .with_operation_timeout(Duration::from_secs(10))
+            .with_clock(move || clock.now())
+    };
+    // 130 records: two BatchGetItem requests (100 + 30 keys).
+    for i in 0..130 {
+        let key = format!("k{i}");
+        let written = store.compare_and_set(&key, None, vec![i as u8], TTL);
+        assert_eq!(bounded("cas", written).await, Ok(CasOutcome::Written(1)));
+    }
+    // An item that is not ours under a key, with a readable version.
+    bounded(
+        "raw PutItem",
+        client
+            .put_item()
+            .table_name(&table)
+            .item(PK, AttributeValue::S("tcb:broken".into()))
+            .item(VERSION, AttributeValue::N("7".into()))
+            .send(),
+    )
+    .await
+    .expect("raw PutItem");
+    // Asked in reverse, with absent keys, a repeated key and the broken item.
+    let mut keys: Vec<String> = (0..130).rev().map(|i| format!("k{i}")).collect();
+    keys.extend(["absent".into(), "k5".into(), "broken".into()]);
+    let records = bounded("load_many", store.load_many(&keys))
+        .await
+        .expect("load_many");
+    assert_eq!(records.len(), keys.len());
+    for (i, record) in records[..130].iter().enumerate() {
+        let n = 129 - i;
+        assert_eq!(
+            record.as_ref().map(|r| (r.version, r.body.clone())),
+            Some((1, vec![n as u8])),
+            "k{n}"
+        );
+    }
+    assert_eq!(records[130], None);
+    assert_eq!(records[131].as_ref().map(|r| r.body.clone()), Some(vec![5]));
+    // Its version and an empty body: the fleet layer finds it corrupt and replaces it.
+    assert_eq!(
+        records[132],
+        Some(StoredRecord {
+            version: 7,
+            body: Vec::new()
+        })
+    );
+    // Past the TTL on the store's clock, every record reads as absent.
+    clock.advance(TTL + Duration::from_secs(1));
+    let records = bounded("load_many", store.load_many(&keys[..3]))
+        .await
+        .expect("load_many");
+    assert_eq!(records, vec![None, None, None]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_load_many_retries_unprocessed_keys_a_bounded_number_of_times() {
+    // No moto: a local server that always leaves the key unprocessed, and names a key
+    // nobody asked for.
+    let body = r#"{"Responses":{"t":[{"pk":{"S":"tcb:foreign"},"version":{"N":"1"},"body":{"B":"eA=="},"expires_at":{"N":"99999999999"}}]},"UnprocessedKeys":{"t":{"Keys":[{"pk":{"S":"tcb:k"}}],"ConsistentRead":true}}}"#;
+    let server = FaultServer::start(Mode::Ok {
+        status: 200,
+        body: body.into(),
+    })
+    .await;
+    let store = DynamoDbStore::new(client(&server.url(), "ca-central-1"), "t")
+        .with_operation_timeout(Duration::from_secs(5));
+    let err = bounded("load_many", store.load_many(&["k".to_owned()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    assert_eq!(
+        server.hits(),
+        tower_circuit_breaker::fleet::dynamodb::BATCH_GET_ATTEMPTS as usize
+    );
+
+    // Processed at the first answer: the foreign item is ignored, the key is absent.
+    server.set_mode(Mode::Ok {
+        status: 200,
+        body: r#"{"Responses":{"t":[{"pk":{"S":"tcb:foreign"},"version":{"N":"1"},"body":{"B":"eA=="},"expires_at":{"N":"99999999999"}}]}}"#.into(),
+    });
+    let records = bounded("load_many", store.load_many(&["k".to_owned()]))
+        .await
+        .expect("load_many");
+    assert_eq!(records, vec![None]);
+}

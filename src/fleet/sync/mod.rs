@@ -4,7 +4,7 @@
 use super::config::FleetConfig;
 use super::hook::FleetHook;
 use super::record::FleetState;
-use super::store::{SharedState, StoreError};
+use super::store::{SharedState, StoreError, StoredRecord};
 use crate::config::ConfigError;
 use crate::stats::TransitionReason;
 use crate::{Circuit, CircuitState};
@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 mod round;
+
+pub(crate) use round::guarded;
 
 /// Read-modify-write attempts per round before the round gives up (its pending
 /// transitions stay pending for the next round).
@@ -37,7 +39,10 @@ const MAX_ATTEMPTS: u32 = 8;
 /// 4. after the fleet's break, takes the fleet's single probe lease (all of the circuit's
 ///    `half_open_max_calls` slots) when this instance is due to probe; instances without
 ///    the lease keep rejecting as Open, so at most `half_open_max_calls` probes run
-///    fleet-wide.
+///    fleet-wide at a time. After a failed probe the fleet waits the prober's break
+///    divided by the reporting instances (at least
+///    [`min_probe_interval`](FleetConfig::min_probe_interval)) before the next instance
+///    may probe.
 ///
 /// # Records are untrusted
 ///
@@ -120,18 +125,47 @@ impl Drop for Guard {
 /// (so paused-time tests and a stepped system clock agree with the circuit's timers).
 #[derive(Clone, Copy, Debug)]
 struct EpochClock {
-    wall_ms: u64,
+    /// Epoch nanoseconds at `origin`.
+    wall_ns: u64,
     origin: Instant,
 }
 
 impl EpochClock {
+    /// A clock whose origin is tokio's now. Its wall time comes from one pair (real
+    /// monotonic instant, wall time) taken once per process (again after an hour, as the
+    /// two clocks drift): every sync of the process maps an instant to the same epoch
+    /// millisecond, however far apart in real time they were made (so a simulation on
+    /// tokio's paused clock is the same on every run), and a paused runtime's clock maps
+    /// to its real start plus the time it advanced.
     fn new() -> Self {
-        EpochClock {
-            wall_ms: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            origin: Instant::now(),
-        }
+        static ANCHOR: Mutex<Option<(std::time::Instant, u64)>> = Mutex::new(None);
+        let real_now = std::time::Instant::now();
+        let (real0, wall0) = {
+            let mut anchor = ANCHOR.lock().unwrap_or_else(|e| e.into_inner());
+            match *anchor {
+                Some((real0, wall0))
+                    if real_now.saturating_duration_since(real0) < Duration::from_secs(3600) =>
+                {
+                    (real0, wall0)
+                }
+                _ => {
+                    let wall0 = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                    *anchor = Some((real_now, wall0));
+                    (real_now, wall0)
+                }
+            }
+        };
+        let origin = Instant::now();
+        let at = origin.into_std();
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let wall_ns = if at >= real0 {
+            wall0.saturating_add(nanos(at - real0))
+        } else {
+            wall0.saturating_sub(nanos(real0 - at))
+        };
+        EpochClock { wall_ns, origin }
     }
 
     fn now_ms(&self) -> u64 {
@@ -139,7 +173,9 @@ impl EpochClock {
     }
 
     fn at_ms(&self, t: Instant) -> u64 {
-        self.wall_ms + t.saturating_duration_since(self.origin).as_millis() as u64
+        let since =
+            u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX);
+        self.wall_ns.saturating_add(since) / 1_000_000
     }
 
     fn system(ms: u64) -> SystemTime {
@@ -284,10 +320,39 @@ impl FleetSync {
         })
     }
 
+    /// Attaches `circuit` as one member of a registry-wide fleet: no task of its own;
+    /// its transitions wake `wake`, and its store operations go through `store_circuit`,
+    /// both shared by the registry's members.
+    pub(crate) fn member(
+        circuit: &Circuit,
+        store: Arc<dyn SharedState>,
+        config: FleetConfig,
+        store_circuit: Circuit,
+        wake: Arc<Notify>,
+    ) -> Result<FleetSync, ConfigError> {
+        let inner = Self::attach_with(circuit, store, config, Some((store_circuit, wake)))?;
+        Ok(FleetSync {
+            inner,
+            _guard: Arc::new(Guard {
+                task: None,
+                circuit: circuit.clone(),
+            }),
+        })
+    }
+
     fn attach(
         circuit: &Circuit,
         store: Arc<dyn SharedState>,
         config: FleetConfig,
+    ) -> Result<Arc<Inner>, ConfigError> {
+        Self::attach_with(circuit, store, config, None)
+    }
+
+    fn attach_with(
+        circuit: &Circuit,
+        store: Arc<dyn SharedState>,
+        config: FleetConfig,
+        shared: Option<(Circuit, Arc<Notify>)>,
     ) -> Result<Arc<Inner>, ConfigError> {
         if !FleetHook::of(circuit).attach() {
             return Err(ConfigError::new(
@@ -296,7 +361,13 @@ impl FleetSync {
             ));
         }
         let clock = EpochClock::new();
-        let wake = FleetHook::of(circuit).waker();
+        let (store_circuit, wake) = match shared {
+            Some((store_circuit, wake)) => {
+                FleetHook::of(circuit).set_waker(wake.clone());
+                (Some(store_circuit), wake)
+            }
+            None => (None, FleetHook::of(circuit).waker()),
+        };
         let log = Arc::new(Mutex::new(LocalLog::default()));
         {
             // The circuit's own transitions, recorded for the next publish.
@@ -343,10 +414,12 @@ impl FleetSync {
                 wake.notify_one();
             });
         }
-        let store_circuit = Circuit::named(
-            format!("fleet-store/{}", circuit.name()),
-            config.store_breaker.clone(),
-        );
+        let store_circuit = store_circuit.unwrap_or_else(|| {
+            Circuit::named(
+                format!("fleet-store/{}", circuit.name()),
+                config.store_breaker.clone(),
+            )
+        });
         Ok(Arc::new(Inner {
             circuit: circuit.clone(),
             store,
@@ -397,6 +470,11 @@ impl FleetSync {
             self.inner.round().await;
         }
         self.status()
+    }
+
+    /// One round with the first read already done (by a registry-wide `load_many`).
+    pub(crate) async fn sync_with(&self, first: Result<Option<StoredRecord>, StoreError>) {
+        self.inner.round_with(Some(first)).await;
     }
 
     /// What the sync knows (a copy, no I/O).

@@ -2,14 +2,14 @@
 //! adoption of the fleet's state by the local circuit.
 
 use super::{EpochClock, FleetMode, FleetStatus, Inner, LocalLog, MAX_ATTEMPTS, Pending};
-use crate::CircuitState;
 use crate::circuit::CircuitParts;
 use crate::error::CallError;
 use crate::fleet::config::{duration_ms, longest_break};
 use crate::fleet::hook::{FleetHook, GATE_LEASED, GATE_NO_LEASE, GATE_OFF};
-use crate::fleet::record::{FleetRecord, FleetState, Lease, Limits, Report};
-use crate::fleet::store::{CasOutcome, StoreError, StoreErrorKind};
+use crate::fleet::record::{FleetRecord, FleetState, Lease, Limits, MAX_REPORTS, Report};
+use crate::fleet::store::{CasOutcome, StoreError, StoreErrorKind, StoredRecord};
 use crate::stats::TransitionReason;
+use crate::{Circuit, CircuitState};
 use std::future::Future;
 use std::sync::MutexGuard;
 use std::time::Duration;
@@ -29,29 +29,16 @@ impl Inner {
         &self,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let timeout = self.config.store_timeout;
-        let bounded = async move {
-            match timeout {
-                Some(t) => tokio::time::timeout(t, op).await.unwrap_or_else(|_| {
-                    Err(StoreError::new(
-                        StoreErrorKind::Timeout,
-                        format!("no answer within {t:?}"),
-                    ))
-                }),
-                None => op.await,
-            }
-        };
-        match self.store_circuit.call(bounded).await {
-            Ok(v) => Ok(v),
-            Err(CallError::Inner(e)) => Err(e),
-            Err(CallError::Rejected(_)) => Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                "the store's own circuit is open",
-            )),
-        }
+        guarded(&self.store_circuit, self.config.store_timeout, op).await
     }
 
     pub(super) async fn round(&self) {
+        self.round_with(None).await;
+    }
+
+    /// One round; `first`, when given, is the result of the round's first read, done
+    /// by the caller for many circuits at once.
+    pub(super) async fn round_with(&self, first: Option<Result<Option<StoredRecord>, StoreError>>) {
         let mut round = self.round.lock().await;
         round.last_round = Some(Instant::now());
         self.status().rounds += 1;
@@ -59,7 +46,7 @@ impl Inner {
             let mut log = self.log();
             std::mem::take(&mut log.pending)
         };
-        match self.exchange(pending).await {
+        match self.exchange(pending, first).await {
             Ok(Some(record)) => {
                 if round.degraded {
                     round.degraded = false;
@@ -98,10 +85,17 @@ impl Inner {
 
     /// Read, modify, compare-and-set, retried on conflict. `Ok(None)`: every attempt
     /// conflicted.
-    async fn exchange(&self, pending: Pending) -> Result<Option<FleetRecord>, StoreError> {
+    async fn exchange(
+        &self,
+        pending: Pending,
+        mut first: Option<Result<Option<StoredRecord>, StoreError>>,
+    ) -> Result<Option<FleetRecord>, StoreError> {
         let key = self.config.key.as_str();
         for _ in 0..MAX_ATTEMPTS {
-            let loaded = self.guarded(self.store.load(key)).await?;
+            let loaded = match first.take() {
+                Some(read) => read?,
+                None => self.guarded(self.store.load(key)).await?,
+            };
             let now_ms = self.clock.now_ms();
             let (before, version, corrupt) = match loaded {
                 None => (FleetRecord::empty(), None, false),
@@ -191,14 +185,21 @@ impl Inner {
         // transition) is written at once. An instance Open on its own evidence renews its
         // report every half `report_ttl` even with an empty window: readers adopt the
         // fleet's Open only while the record carries that evidence.
+        // An instance that is not Closed (its own break, or the fleet's) renews its
+        // report too: the count of reporting instances paces the fleet's probes.
+        let present = report.requests > 0 || report.open || parts.state != CircuitState::Closed;
+        // A full record (more instances than it holds reports) takes a new report only
+        // with news in it: otherwise instances would push each other out every round.
+        let news = report.failures > 0 || report.slow > 0 || report.open || pending.dirty;
+        let room = original.reports.len() < MAX_REPORTS;
         let publish = match original.report(id) {
-            None => report.requests > 0 || report.open || pending.dirty,
+            None => (present && room) || news,
             Some(old) => {
                 old.open != report.open
                     || pending.dirty
                     || old.failures != report.failures
                     || old.slow != report.slow
-                    || ((report.requests > 0 || report.open)
+                    || (present
                         && now_ms.saturating_sub(old.at_ms)
                             >= config.report_ttl.as_millis() as u64 / 2)
             }
@@ -219,7 +220,16 @@ impl Inner {
                         record.reports.clear();
                     }
                 } else if pending.probe_failed && own_open && now_ms >= record.open_until_ms {
-                    let until = break_end.max(record.open_until_ms);
+                    // The fleet probes more often than any one instance: its next probe
+                    // (by another instance, through the lease) is due after this
+                    // instance's break shared among the reporting instances, bounded
+                    // below; still one probe at a time fleet-wide.
+                    let reporting = u64::from(record.evidence().instances.max(1));
+                    let own_break = break_end.saturating_sub(now_ms);
+                    let fleet_break = (own_break / reporting)
+                        .max(duration_ms(config.min_probe_interval))
+                        .min(own_break);
+                    let until = (now_ms + fleet_break).max(record.open_until_ms);
                     record.transition(FleetState::Open, until, now_ms, id);
                 }
             }
@@ -336,4 +346,32 @@ fn will_adopt_close(record: &FleetRecord, parts: &CircuitParts, opened_at_ms: u6
         && parts.normal
         && parts.state != CircuitState::Closed
         && record.changed_at_ms >= opened_at_ms
+}
+
+/// One store operation under `timeout` and through the store's own breaker
+/// `store_circuit`.
+pub(crate) async fn guarded<T>(
+    store_circuit: &Circuit,
+    timeout: Option<Duration>,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let bounded = async move {
+        match timeout {
+            Some(t) => tokio::time::timeout(t, op).await.unwrap_or_else(|_| {
+                Err(StoreError::new(
+                    StoreErrorKind::Timeout,
+                    format!("no answer within {t:?}"),
+                ))
+            }),
+            None => op.await,
+        }
+    };
+    match store_circuit.call(bounded).await {
+        Ok(v) => Ok(v),
+        Err(CallError::Inner(e)) => Err(e),
+        Err(CallError::Rejected(_)) => Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            "the store's own circuit is open",
+        )),
+    }
 }
