@@ -57,5 +57,8 @@ pub use insights::{InsightsCsv, InsightsError, insights_csv};
 pub use layer::{RecorderFuture, RecorderLayer, RecorderService, rejections_ignored};
 pub use reader::{DEFAULT_MAX_LINE, TraceError, TraceReader};
 pub use record::{TraceOutcome, TraceRecord};
-pub use recorder::{CallStart, RecordKey, Recorder, RecorderHandle, RecorderStats, WRITER_PERIOD};
+pub use recorder::{
+    CallStart, MAX_KEY_NAME, MAX_KEYS, RecordKey, Recorder, RecorderHandle, RecorderStats,
+    WRITER_PERIOD,
+};
 pub use writer::TraceWriter;

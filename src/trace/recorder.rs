@@ -18,6 +18,13 @@ pub struct RecordKey {
     id: u32,
 }
 
+/// Keys a recorder registers before new ones go to the overflow key.
+pub const MAX_KEYS: usize = 1024;
+/// The longest service or operation name a recorder registers, in bytes.
+pub const MAX_KEY_NAME: usize = 256;
+/// The key of names past the limits.
+const OVERFLOW: &str = "(overflow)";
+
 /// The keys registered with a recorder, by number; shared with its writer thread.
 type KeyTable = Arc<Mutex<Vec<(Box<str>, Box<str>)>>>;
 
@@ -170,8 +177,23 @@ impl Recorder {
     /// Registers the key `service`/`operation` with this recorder (the same pair
     /// registered twice gets the same key). Takes a lock: call it when setting up, not per
     /// call (a [`RecorderLayer`](super::RecorderLayer) does it once).
+    ///
+    /// Bounded like a registry, for names that may come from requests: a name longer than
+    /// [`MAX_KEY_NAME`] bytes, or a key past the first [`MAX_KEYS`], is recorded under
+    /// `(overflow)`/`(overflow)`.
     pub fn key(&self, service: &str, operation: &str) -> RecordKey {
         let mut keys = self.shared.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let (service, operation) = if service.len() > MAX_KEY_NAME
+            || operation.len() > MAX_KEY_NAME
+            || (keys.len() >= MAX_KEYS
+                && !keys
+                    .iter()
+                    .any(|(s, o)| **s == *service && **o == *operation))
+        {
+            (OVERFLOW, OVERFLOW)
+        } else {
+            (service, operation)
+        };
         let id = match keys
             .iter()
             .position(|(s, o)| **s == *service && **o == *operation)

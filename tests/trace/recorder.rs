@@ -196,3 +196,34 @@ fn calls_recorded_from_four_threads_are_all_counted_once() {
         assert!(n > 0, "{op}");
     }
 }
+
+/// Names that may come from requests: a 1 MiB operation name and 10 000 distinct keys
+/// register at most `MAX_KEYS` keys plus the overflow key, and every call is still written.
+#[test]
+fn keys_from_hostile_names_are_bounded() {
+    use tower_circuit_breaker::trace::{MAX_KEY_NAME, MAX_KEYS};
+    let (recorder, handle) = Recorder::spawn(Vec::new(), 1 << 15);
+    let huge = "x".repeat(1 << 20);
+    let long = recorder.key("svc", &huge);
+    let at_limit = recorder.key("svc", &"y".repeat(MAX_KEY_NAME));
+    assert_ne!(long, at_limit);
+    for i in 0..10_000 {
+        let key = recorder.key("svc", &format!("op{i}"));
+        recorder.finish(key, recorder.start(), Verdict::Success);
+    }
+    recorder.finish(long, recorder.start(), Verdict::Failure);
+    drop(recorder);
+    let (bytes, stats) = handle.finish().unwrap();
+    assert_eq!(stats.written, 10_001);
+    let written = records(&bytes);
+    let mut names: Vec<_> = written.iter().map(|r| r.key()).collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() <= MAX_KEYS + 1, "{} keys", names.len());
+    assert!(written.iter().all(|r| r.operation.len() <= MAX_KEY_NAME));
+    let overflow = written
+        .iter()
+        .filter(|r| r.operation == "(overflow)")
+        .count();
+    assert_eq!(overflow, 10_000 - (MAX_KEYS - 2) + 1);
+}
