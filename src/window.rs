@@ -146,6 +146,7 @@ impl Counts {
     }
 
     /// `self - other`, field by field (never below zero).
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub(crate) fn minus(&self, other: Counts) -> Counts {
         Counts {
             calls: self.calls.saturating_sub(other.calls),
