@@ -30,7 +30,8 @@ impl CircuitBreakerConfigBuilder {
         recovery_timeout: Duration;
         /// Calls slower than this are slow (> 0, at most 365 days). [`Duration::MAX`]
         /// turns slow-call detection off: no call is slow, and a call reads the clock
-        /// once (at its end) instead of twice.
+        /// once (at its end) instead of twice. In a config document this is the word
+        /// `"off"` (`expected_response_time = "off"`).
         expected_response_time: Duration;
         /// Length of the sliding window (> 0).
         monitoring_window: Duration;

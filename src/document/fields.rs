@@ -19,6 +19,35 @@ impl<'de> Deserialize<'de> for DurationDe {
     }
 }
 
+/// The word that turns slow-call detection off in `expected_response_time`: read as
+/// `Duration::MAX` (see [`CircuitBreakerConfig::slow_calls_detected`]) and written for it.
+pub(super) const SLOW_CALLS_OFF: &str = "off";
+
+/// `expected_response_time`: a duration, or [`SLOW_CALLS_OFF`].
+struct ResponseTimeDe(Duration);
+
+impl<'de> Deserialize<'de> for ResponseTimeDe {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Duration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    r#"a duration with a unit, like "500ms", or "{SLOW_CALLS_OFF}""#
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                if v == SLOW_CALLS_OFF {
+                    return Ok(Duration::MAX);
+                }
+                crate::duration::parse_duration(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Visit).map(ResponseTimeDe)
+    }
+}
+
 /// The fields of a [`ConfigPatch`], in declaration order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Field {
@@ -82,7 +111,7 @@ pub(super) fn set_field<'de, A: MapAccess<'de>>(
         Field::FailureThreshold => patch.failure_threshold = Some(map.next_value()?),
         Field::RecoveryTimeout => patch.recovery_timeout = Some(map.next_value::<DurationDe>()?.0),
         Field::ExpectedResponseTime => {
-            patch.expected_response_time = Some(map.next_value::<DurationDe>()?.0);
+            patch.expected_response_time = Some(map.next_value::<ResponseTimeDe>()?.0);
         }
         Field::MonitoringWindow => {
             patch.monitoring_window = Some(map.next_value::<DurationDe>()?.0);
@@ -109,6 +138,8 @@ pub(super) fn set_field<'de, A: MapAccess<'de>>(
 pub(super) enum FieldValue {
     Count(u32),
     Duration(Duration),
+    /// `expected_response_time`: `Duration::MAX` is written as [`SLOW_CALLS_OFF`].
+    ResponseTime(Duration),
     Rate(f64),
     Flag(bool),
     Backoff(Backoff),
@@ -120,6 +151,8 @@ impl Serialize for FieldValue {
         match *self {
             FieldValue::Count(n) => serializer.serialize_u32(n),
             FieldValue::Duration(d) => duration::serialize(&d, serializer),
+            FieldValue::ResponseTime(Duration::MAX) => serializer.serialize_str(SLOW_CALLS_OFF),
+            FieldValue::ResponseTime(d) => duration::serialize(&d, serializer),
             FieldValue::Rate(r) => serializer.serialize_f64(r),
             FieldValue::Flag(b) => serializer.serialize_bool(b),
             FieldValue::Backoff(b) => b.serialize(serializer),
@@ -134,7 +167,7 @@ pub(super) fn entries(patch: &ConfigPatch) -> Vec<(&'static str, FieldValue)> {
     let all = [
         patch.failure_threshold.map(Count),
         patch.recovery_timeout.map(D),
-        patch.expected_response_time.map(D),
+        patch.expected_response_time.map(FieldValue::ResponseTime),
         patch.monitoring_window.map(D),
         patch.minimum_request_count.map(Count),
         patch.half_open_max_calls.map(Count),

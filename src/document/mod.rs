@@ -97,6 +97,8 @@
 //!   10 000), `max_name_length` (bytes of a service or operation name, default 256) and
 //!   `idle_timeout` (default `"15m"`). It is written out only when it differs from the
 //!   defaults.
+//! * `expected_response_time` also takes the word `"off"`: slow-call detection off, one
+//!   clock read per call (the builder's `Duration::MAX`, written back as `"off"`).
 //! * Durations are strings with a unit: `"250ns"`, `"250us"` (or `"250µs"`), `"500ms"`,
 //!   `"30s"`, `"1m"`, `"2h"`, and decimals such as `"1.5s"`. A bare number is refused:
 //!   `30` could mean seconds or milliseconds. See [`parse_duration`].

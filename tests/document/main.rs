@@ -335,6 +335,38 @@ fn config_serializes_every_field() {
     assert_eq!(v["expected_response_time"], "1500ms");
 }
 
+/// `expected_response_time = "off"` is the builder's `Duration::MAX` (slow-call detection
+/// off, one clock read per call), read in TOML and JSON, written back as `"off"`; any
+/// other word is refused, naming the field.
+#[test]
+fn slow_call_detection_off_reads_and_writes_as_off() {
+    let toml = "[default]\npreset = \"dynamodb\"\nexpected_response_time = \"off\"\n";
+    let doc = RegistryConfig::from_toml(toml).unwrap();
+    assert!(!doc.default.slow_calls_detected());
+    assert_eq!(doc.default.expected_response_time(), Duration::MAX);
+    let off = CircuitBreakerConfig::dynamodb()
+        .to_builder()
+        .expected_response_time(Duration::MAX)
+        .build()
+        .unwrap();
+    assert_eq!(doc.default, off);
+    let written = doc.to_toml().unwrap();
+    assert!(
+        written.contains("expected_response_time = \"off\""),
+        "{written}"
+    );
+    assert_eq!(RegistryConfig::from_toml(&written).unwrap(), doc);
+    let json = serde_json::to_value(&off).unwrap();
+    assert_eq!(json["expected_response_time"], "off");
+    let back: CircuitBreakerConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, off);
+    let err =
+        serde_json::from_str::<CircuitBreakerConfig>(r#"{ "expected_response_time": "none" }"#)
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains(r#"found "none""#), "{err}");
+}
+
 #[test]
 fn config_deserializes_over_default_or_preset() {
     let c: CircuitBreakerConfig = serde_json::from_str(r#"{ "failure_threshold": 9 }"#).unwrap();
