@@ -138,7 +138,9 @@ impl Clock {
         reads::count();
         if self.source.load(Ordering::Relaxed) == SOURCE_COARSE {
             if let Some(now) = coarse::now_ns() {
-                return now.saturating_sub(self.origin_coarse);
+                // Never below the origin: the clock is monotonic and the origin was
+                // read from it first.
+                return now.wrapping_sub(self.origin_coarse);
             }
         }
         self.precise_ns()

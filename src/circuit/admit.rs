@@ -119,9 +119,10 @@ pub struct Permit<H: Borrow<Circuit> = Circuit> {
     circuit: H,
     /// The kind of call and its generation; the kind is `Untracked` once reported.
     ticket: Ticket,
-    /// `ns + 1` when started, 0 before. An unstarted permit dropped only gives back its
-    /// probe slot.
-    start: u64,
+    /// When started: the clock time (ns) from which the call is slow, `start +
+    /// expected_response_time + 1` ([`UNTIMED`] with slow-call detection off); 0 before.
+    /// An unstarted permit dropped only gives back its probe slot.
+    slow_at: u64,
 }
 
 impl<H: Borrow<Circuit>> std::fmt::Debug for Permit<H> {
@@ -148,7 +149,7 @@ impl<H: Borrow<Circuit>> Permit<H> {
         Permit {
             circuit,
             ticket,
-            start: 0,
+            slow_at: 0,
         }
     }
 
@@ -161,7 +162,7 @@ impl<H: Borrow<Circuit>> Permit<H> {
         Permit {
             circuit: handle,
             ticket,
-            start: circuit.start_ns(),
+            slow_at: circuit.start_ns(),
         }
     }
 
@@ -169,7 +170,7 @@ impl<H: Borrow<Circuit>> Permit<H> {
     /// off (then nothing needs the start, and the call reads the clock only at its end).
     #[inline]
     pub(crate) fn start(&mut self) {
-        self.start = self.circuit.borrow().start_ns();
+        self.slow_at = self.circuit.borrow().start_ns();
     }
 
     /// Records how the call went: [`Verdict::Success`], [`Verdict::Failure`],
@@ -217,7 +218,9 @@ impl<H: Borrow<Circuit>> Permit<H> {
         let ticket = self.ticket;
         // Before the report, so a panicking observer does not make the drop report again.
         self.ticket = ticket.untracked();
-        self.circuit.borrow().complete(ticket, self.start, verdict);
+        self.circuit
+            .borrow()
+            .complete(ticket, self.slow_at, verdict);
     }
 }
 
@@ -238,29 +241,35 @@ impl<H: Borrow<Circuit>> Permit<H> {
     #[inline(never)]
     fn unreported(&mut self) {
         let circuit = self.circuit.borrow();
-        if self.start != 0 {
-            circuit.dropped(self.ticket, self.start);
+        if self.slow_at != 0 {
+            circuit.dropped(self.ticket, self.slow_at);
         } else if self.ticket.is_probe() {
             circuit.return_probe(self.ticket.generation());
         }
     }
 }
 
-/// `Permit::start` of a call that is not timed (slow-call detection off). Like any
+/// `Permit::slow_at` of a call that is not timed (slow-call detection off). Like any
 /// start it is not 0 (the permit was started); `measure` finds such a call never slow,
-/// since `now + 1 - UNTIMED` saturates to 0, whatever `expected_ns` is by then.
+/// since no clock time reaches it, whatever `expected_ns` is by then.
 const UNTIMED: u64 = u64::MAX;
 
 impl Circuit {
-    /// The start of a call as a permit keeps it: `ns + 1`, or [`UNTIMED`] without reading
-    /// the clock when slow-call detection is off (`expected_response_time` is
-    /// `Duration::MAX`, stored saturated).
+    /// The start of a call as a permit keeps it: the clock time from which the call is
+    /// slow, `now + expected_response_time + 1`, so the end of the call is one compare;
+    /// or [`UNTIMED`] without reading the clock when slow-call detection is off
+    /// (`expected_response_time` is `Duration::MAX`, stored saturated). The threshold is
+    /// the one in force when the call started: a reconfiguration judges the calls
+    /// started after it.
     #[inline]
     fn start_ns(&self) -> u64 {
-        if self.shared.hot.expected_ns.load(Ordering::Relaxed) == UNTIMED {
+        let expected = self.shared.hot.expected_ns.load(Ordering::Relaxed);
+        if expected == UNTIMED {
             return UNTIMED;
         }
-        self.now_ns() + 1
+        // No overflow: `expected` is at most 365 days (validated), the clock counts from
+        // the circuit's creation.
+        self.now_ns() + expected + 1
     }
 
     // ===== admission =====

@@ -39,7 +39,9 @@ impl Circuit {
     }
 
     /// Replaces the configuration of the live circuit. State, window and every count are
-    /// kept; new thresholds apply from the next outcome.
+    /// kept; new thresholds apply from the next outcome, except `expected_response_time`,
+    /// which judges the calls that start after the change (a call is timed against the
+    /// threshold it started under).
     ///
     /// Changing `monitoring_window` restarts the window: its counts move to the lifetime
     /// totals (nothing is lost), and the consecutive-failure run carries over.

@@ -26,15 +26,15 @@ impl Circuit {
     /// [`record_closed`](Self::record_closed); everything else (probes, ignored, shadow,
     /// disabled, [`Verdict::OpenFor`]) [`complete_rare`](Self::complete_rare).
     #[inline]
-    pub(super) fn complete(&self, ticket: Ticket, start: u64, verdict: Verdict) {
+    pub(super) fn complete(&self, ticket: Ticket, slow_at: u64, verdict: Verdict) {
         if ticket.is_windowed() {
             match verdict {
-                Verdict::Success => return self.record_closed(ticket.generation(), start, false),
-                Verdict::Failure => return self.record_closed(ticket.generation(), start, true),
+                Verdict::Success => return self.record_closed(ticket.generation(), slow_at, false),
+                Verdict::Failure => return self.record_closed(ticket.generation(), slow_at, true),
                 _ => {}
             }
         }
-        self.complete_rare(ticket, start, verdict);
+        self.complete_rare(ticket, slow_at, verdict);
     }
 
     /// The Closed record path: measure the call, then, for a success that is not slow
@@ -42,8 +42,8 @@ impl Circuit {
     /// add to the window and the end of the run of failures. Failures, slow calls, count
     /// windows and rate thresholds take [`record_in_window`](Self::record_in_window).
     #[inline]
-    fn record_closed(&self, generation: u64, start: u64, failed: bool) {
-        let (now, outcome) = self.measure(start, failed);
+    fn record_closed(&self, generation: u64, slow_at: u64, failed: bool) {
+        let (now, outcome) = self.measure(slow_at, failed);
         if self.word().generation() != generation {
             // Late: admitted before a transition, it changes no state.
             return self.record_late(outcome);
@@ -98,17 +98,17 @@ impl Circuit {
 
     /// Every outcome but a Closed call's success or failure.
     #[inline(never)]
-    fn complete_rare(&self, ticket: Ticket, start: u64, verdict: Verdict) {
+    fn complete_rare(&self, ticket: Ticket, slow_at: u64, verdict: Verdict) {
         let (kind, generation) = (ticket.kind(), ticket.generation());
         match (kind, verdict) {
             (Kind::Windowed, Verdict::OpenFor(d)) => {
-                let (now, outcome) = self.measure(start, true);
+                let (now, outcome) = self.measure(slow_at, true);
                 if self.word().generation() != generation {
                     return self.record_late(outcome);
                 }
                 self.record_in_window(generation, now, outcome, self.flags(), Some(d));
             }
-            _ => self.complete_out_of_window(kind, generation, start, verdict),
+            _ => self.complete_out_of_window(kind, generation, slow_at, verdict),
         }
     }
 
@@ -120,16 +120,15 @@ impl Circuit {
         }
     }
 
-    /// Reads the clock once and turns a success or failure into an outcome (slow or not);
-    /// tells the observer and notes the time. Every timed outcome passes here.
+    /// Reads the clock once and turns a success or failure into an outcome (slow or not:
+    /// `slow_at` is the permit's, see `Circuit::start_ns`); tells the observer and notes
+    /// the time. Every timed outcome passes here.
     #[inline(always)]
-    fn measure(&self, start: u64, failed: bool) -> (u64, Outcome) {
+    fn measure(&self, slow_at: u64, failed: bool) -> (u64, Outcome) {
         let now = self.now_ns();
-        let expected = self.shared.hot.expected_ns.load(Ordering::Relaxed);
         let outcome = Outcome {
             failed,
-            // `start` is `ns + 1`: the elapsed time is `now + 1 - start`.
-            slow: (now + 1).saturating_sub(start) > expected,
+            slow: now >= slow_at,
         };
         self.note_time(now, outcome.failed);
         // The observer's only cost on the Closed path: one branch when none is attached.
@@ -210,7 +209,7 @@ impl Circuit {
     /// shadow (metrics-only mode, admitted although it would have been rejected), late,
     /// and half-open probes.
     #[inline(never)]
-    fn complete_out_of_window(&self, kind: Kind, generation: u64, start: u64, verdict: Verdict) {
+    fn complete_out_of_window(&self, kind: Kind, generation: u64, slow_at: u64, verdict: Verdict) {
         if kind == Kind::Untracked {
             return;
         }
@@ -225,7 +224,7 @@ impl Circuit {
             }
             return;
         }
-        let (_, outcome) = self.measure(start, verdict != Verdict::Success);
+        let (_, outcome) = self.measure(slow_at, verdict != Verdict::Success);
         if kind == Kind::Shadow || self.word().generation() != generation {
             // Shadow or late: the lifetime counts only.
             return self.shared.window.record_outside(outcome);
@@ -244,11 +243,11 @@ impl Circuit {
 
     /// A started call's future was dropped before it completed.
     #[cold]
-    pub(super) fn dropped(&self, ticket: Ticket, start: u64) {
+    pub(super) fn dropped(&self, ticket: Ticket, slow_at: u64) {
         if self.flags() & FLAG_DROPPED_IS_FAILURE != 0 {
-            self.complete(ticket, start, Verdict::Failure);
+            self.complete(ticket, slow_at, Verdict::Failure);
         } else {
-            self.complete(ticket, start, Verdict::Ignored);
+            self.complete(ticket, slow_at, Verdict::Ignored);
         }
     }
 

@@ -267,6 +267,9 @@ struct ModelCall {
     /// late and changes no state.
     period: u64,
     start: u64,
+    /// `expected_response_time` when the call started: the threshold it is judged by,
+    /// whatever a reconfiguration sets while it runs.
+    expected: u64,
 }
 
 /// One outcome in the window.
@@ -471,6 +474,7 @@ impl Model {
             admitted,
             period: self.period,
             start: self.now,
+            expected: self.cfg.expected_ms * MS,
         })
     }
 
@@ -495,7 +499,7 @@ impl Model {
             return;
         }
         let failed = verdict != Verdict::Success;
-        let slow = self.now - call.start > self.cfg.expected_ms * MS;
+        let slow = self.now - call.start > call.expected;
         if failed {
             self.failures += 1;
             Self::note_time(&mut self.last_failure, self.now);
