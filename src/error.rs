@@ -55,19 +55,36 @@ impl RejectReason {
 ///
 /// Its `Display` is one lowercase line, its duration rounded up to the millisecond:
 /// ``circuit `dynamodb` is open; retry after 2.944s``.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CircuitOpen {
     circuit: Name,
     reason: RejectReason,
-    retry_after: Option<Duration>,
+    /// [`retry_after`](Self::retry_after) in nanoseconds, [`NO_RETRY_AFTER`] for none:
+    /// a rejection is made on every call of an outage, and a `Duration` would cost it a
+    /// division.
+    retry_after_ns: u64,
+}
+
+/// `CircuitOpen::retry_after_ns` when there is no retry hint.
+pub(crate) const NO_RETRY_AFTER: u64 = u64::MAX;
+
+impl fmt::Debug for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitOpen")
+            .field("circuit", &self.circuit)
+            .field("reason", &self.reason)
+            .field("retry_after", &self.retry_after())
+            .finish()
+    }
 }
 
 impl CircuitOpen {
-    pub(crate) fn new(circuit: Name, reason: RejectReason, retry_after: Option<Duration>) -> Self {
+    /// `retry_after_ns`: the hint in nanoseconds, [`NO_RETRY_AFTER`] for none.
+    pub(crate) fn new(circuit: Name, reason: RejectReason, retry_after_ns: u64) -> Self {
         CircuitOpen {
             circuit,
             reason,
-            retry_after,
+            retry_after_ns,
         }
     }
 
@@ -90,7 +107,7 @@ impl CircuitOpen {
     /// have all passed and the circuit is closing, or when the break has ended but the
     /// fleet's probe lease is held elsewhere.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        (self.retry_after_ns != NO_RETRY_AFTER).then(|| Duration::from_nanos(self.retry_after_ns))
     }
 }
 
@@ -107,7 +124,7 @@ impl fmt::Display for CircuitOpen {
                 self.circuit.as_str()
             )?,
         }
-        if let Some(d) = self.retry_after {
+        if let Some(d) = self.retry_after() {
             write!(f, "; retry after {:?}", ceil_to_millis(d))?;
         }
         Ok(())

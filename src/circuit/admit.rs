@@ -8,13 +8,12 @@ use super::events::guarded;
 use super::{Circuit, FLAG_METRICS_ONLY, Word};
 use crate::CircuitState;
 use crate::classify::Verdict;
-use crate::error::{CircuitOpen, Name, RejectReason};
+use crate::error::{CircuitOpen, NO_RETRY_AFTER, Name, RejectReason};
 use crate::primitives::{Ordering, fence};
 use crate::state::Mode;
 use crate::stats::TransitionReason;
 use std::borrow::Borrow;
 use std::task::Waker;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// What kind of admission a permit stands for.
@@ -79,12 +78,13 @@ impl Ticket {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rejection {
     reason: RejectReason,
-    retry_after: Option<Duration>,
+    /// The retry hint in nanoseconds, [`NO_RETRY_AFTER`] for none (see [`CircuitOpen`]).
+    retry_after_ns: u64,
 }
 
 impl Rejection {
     pub(crate) fn into_error(self, circuit: Name) -> CircuitOpen {
-        CircuitOpen::new(circuit, self.reason, self.retry_after)
+        CircuitOpen::new(circuit, self.reason, self.retry_after_ns)
     }
 }
 
@@ -293,8 +293,7 @@ impl Circuit {
             let until = self.shared.hot.open_until.load(Ordering::Acquire);
             let now = self.shared.hot.clock.now_ns_near(until);
             if now < until {
-                let retry_after = Some(Duration::from_nanos(until - now));
-                return self.reject(RejectReason::Open, retry_after, w, count);
+                return self.reject(RejectReason::Open, until - now, w, count);
             }
         }
         self.admit_slow(w, count)
@@ -308,24 +307,19 @@ impl Circuit {
             match (w.mode(), w.state()) {
                 (Mode::Disabled, _) => return Ok(ticket(Kind::Untracked, w.generation())),
                 (Mode::ForcedOpen, _) => {
-                    return self.reject(RejectReason::ForcedOpen, None, w, count);
+                    return self.reject(RejectReason::ForcedOpen, NO_RETRY_AFTER, w, count);
                 }
                 (_, CircuitState::Closed) => return Ok(ticket(Kind::Windowed, w.generation())),
                 (_, CircuitState::Open) => {
                     let until = hot.open_until.load(Ordering::Acquire);
                     let now = self.shared.hot.clock.now_ns_near(until);
                     if now < until {
-                        return self.reject(
-                            RejectReason::Open,
-                            Some(Duration::from_nanos(until - now)),
-                            w,
-                            count,
-                        );
+                        return self.reject(RejectReason::Open, until - now, w, count);
                     }
                     // An attached gate (the fleet's probe lease) may hold the probe back:
                     // the only gate check on any admission path.
                     if self.gate_holds_back_probe() {
-                        return self.reject(RejectReason::Open, None, w, count);
+                        return self.reject(RejectReason::Open, NO_RETRY_AFTER, w, count);
                     }
                     match self.begin_half_open(w) {
                         Some(ticket) => return Ok(ticket),
@@ -346,12 +340,14 @@ impl Circuit {
                         }
                         // The retry hint: the probe deadline, when the next call gives
                         // up on the unfinished probes (none out: the close is under way).
-                        let retry_after = (w.probes_out() > 0).then(|| {
+                        let retry_after_ns = if w.probes_out() > 0 {
                             let deadline = hot.probe_deadline.load(Ordering::Acquire);
                             let now = self.shared.hot.clock.now_ns_near(deadline);
-                            Duration::from_nanos(deadline.saturating_sub(now))
-                        });
-                        return self.reject(RejectReason::HalfOpenFull, retry_after, w, count);
+                            deadline.saturating_sub(now)
+                        } else {
+                            NO_RETRY_AFTER
+                        };
+                        return self.reject(RejectReason::HalfOpenFull, retry_after_ns, w, count);
                     }
                     // Before the slot is taken: whoever sees the slot taken sees a
                     // deadline that gives this probe its full wait.
@@ -421,7 +417,7 @@ impl Circuit {
     fn reject(
         &self,
         reason: RejectReason,
-        retry_after: Option<Duration>,
+        retry_after_ns: u64,
         w: Word,
         count: bool,
     ) -> Result<Ticket, Rejection> {
@@ -436,7 +432,7 @@ impl Circuit {
         }
         Err(Rejection {
             reason,
-            retry_after,
+            retry_after_ns,
         })
     }
 
