@@ -72,13 +72,31 @@ pub(super) fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
     h ^ (h >> 33)
 }
 
+/// `a == b` for two slices of the same length, in 8-byte words (the last one overlapping
+/// the word before) instead of a call to `memcmp`: names are short, and every lookup
+/// compares two.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len().min(b.len());
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    match n {
+        8.. => {
+            (0..n / 8).all(|i| word(a, i * 8) == word(b, i * 8)) && word(a, n - 8) == word(b, n - 8)
+        }
+        4.. => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a.iter().zip(b).all(|(x, y)| x == y),
+    }
+}
+
 impl Entry {
     pub(super) fn is(&self, service: &str, operation: &str) -> bool {
         let name = self.circuit.name().as_bytes();
         self.split as usize == service.len()
             && name.len() == service.len() + 1 + operation.len()
-            && name[..service.len()] == *service.as_bytes()
-            && name[service.len() + 1..] == *operation.as_bytes()
+            && same_bytes(&name[..service.len()], service.as_bytes())
+            && same_bytes(&name[service.len() + 1..], operation.as_bytes())
     }
 
     pub(super) fn service(&self) -> &str {
@@ -161,5 +179,19 @@ mod tests {
             key_hash(7, "dynamodb", "putItem"),
             key_hash(8, "dynamodb", "putItem")
         );
+    }
+
+    /// `same_bytes` is `==` for every length and every place a difference can be.
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        for n in 0..=40usize {
+            let a: Vec<u8> = (0..n).map(|i| i as u8 ^ 0x5a).collect();
+            assert!(super::same_bytes(&a, &a.clone()), "length {n}");
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 1;
+                assert!(!super::same_bytes(&a, &b), "length {n}, byte {i}");
+            }
+        }
     }
 }
