@@ -86,6 +86,12 @@
 //! of the key. Creating a circuit takes the write locks of one shard's copies; the tables
 //! grow, so lookups and inserts stay O(1) at a million keys (see `benches/registry.rs`).
 //!
+//! The lookup is most of `execute`'s cost: about three times a
+//! [`Circuit::call`] on the same circuit (519 against 171 instructions per call in
+//! BENCHMARKS.md). Where that matters, look the key up once with
+//! [`circuit`](CircuitBreakerRegistry::circuit) and run calls through the [`Circuit`]
+//! it returns, which keeps working if the key is evicted (see "Idle eviction" above).
+//!
 //! The hash is a fast multiply-rotate over 8-byte words, seeded at random per registry.
 //! It is not built to resist keys chosen by an attacker: keys from request data are
 //! bounded in number and length by the limits above, but a crafted set of keys could

@@ -72,20 +72,23 @@ pub(super) fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
     h ^ (h >> 33)
 }
 
-/// `a == b` for two slices of the same length, in 8-byte words (the last one overlapping
-/// the word before) instead of a call to `memcmp`: names are short, and every lookup
-/// compares two.
+/// `a == b`, in 8-byte words (the last one overlapping the word before) instead of a
+/// call to `memcmp`: names are short, and every lookup compares two.
 #[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    debug_assert_eq!(a.len(), b.len());
-    let n = a.len().min(b.len());
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
-    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
+    let half = |s: &[u8]| u32::from_le_bytes(s.try_into().expect("4 bytes"));
     match n {
         8.. => {
-            (0..n / 8).all(|i| word(a, i * 8) == word(b, i * 8)) && word(a, n - 8) == word(b, n - 8)
+            let whole = a.chunks_exact(8).zip(b.chunks_exact(8));
+            whole.into_iter().all(|(x, y)| word(x) == word(y))
+                && word(&a[n - 8..]) == word(&b[n - 8..])
         }
-        4.. => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        4.. => half(&a[..4]) == half(&b[..4]) && half(&a[n - 4..]) == half(&b[n - 4..]),
         _ => a.iter().zip(b).all(|(x, y)| x == y),
     }
 }
@@ -192,6 +195,7 @@ mod tests {
                 b[i] ^= 1;
                 assert!(!super::same_bytes(&a, &b), "length {n}, byte {i}");
             }
+            assert!(!super::same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
         }
     }
 }
