@@ -162,6 +162,16 @@ impl Clock {
         now
     }
 
+    /// Nanoseconds since the origin, when that is more than a coarse tick before
+    /// `deadline` (so the precise clock would say "before" too); `None` near or past it,
+    /// where [`now_ns_near`](Self::now_ns_near) decides. The Open rejection's test: one
+    /// read and one compare for every call of an outage but those of its last tick.
+    #[inline]
+    pub(crate) fn now_ns_well_before(&self, deadline: u64) -> Option<u64> {
+        let now = self.now_ns();
+        (now.saturating_add(MAX_COARSE_RESOLUTION_NS) < deadline).then_some(now)
+    }
+
     fn precise_ns(&self) -> u64 {
         if self.source.load(Ordering::Relaxed) == SOURCE_MANUAL {
             return self.manual.load(Ordering::Relaxed);

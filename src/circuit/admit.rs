@@ -291,11 +291,11 @@ impl Circuit {
     fn admit_cold(&self, w: Word, count: bool) -> Result<Ticket, Rejection> {
         if w.is_open_normal() {
             let until = self.shared.hot.open_until.load(Ordering::Acquire);
-            let now = self.shared.hot.clock.now_ns_near(until);
-            if now < until {
+            if let Some(now) = self.shared.hot.clock.now_ns_well_before(until) {
                 return self.reject(RejectReason::Open, until - now, w, count);
             }
         }
+        // The last tick of a break and everything else.
         self.admit_slow(w, count)
     }
 
