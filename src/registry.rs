@@ -87,7 +87,7 @@
 //! grow, so lookups and inserts stay O(1) at a million keys (see `benches/registry.rs`).
 //!
 //! The lookup is most of `execute`'s cost: about three times a
-//! [`Circuit::call`] on the same circuit (507 against 171 instructions per call in
+//! [`Circuit::call`] on the same circuit (510 against 173 instructions per call in
 //! BENCHMARKS.md). Where that matters, look the key up once with
 //! [`circuit`](CircuitBreakerRegistry::circuit) and run calls through the [`Circuit`]
 //! it returns, which keeps working if the key is evicted (see "Idle eviction" above).

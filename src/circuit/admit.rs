@@ -267,9 +267,9 @@ impl Circuit {
         if expected == UNTIMED {
             return UNTIMED;
         }
-        // No overflow: `expected` is at most 365 days (validated), the clock counts from
-        // the circuit's creation.
-        self.now_ns() + expected + 1
+        // `expected + 1` cannot overflow (it is not `UNTIMED`); the sum saturates for a
+        // manual clock set near the end of time (a replayed trace's), never slow then.
+        self.now_ns().saturating_add(expected + 1)
     }
 
     // ===== admission =====
