@@ -90,6 +90,21 @@ redis_install() {
     export REDIS_SERVER_BIN="$bin"
 }
 
+# redis_wait_ready WHAT PID PORT LOG START TIMEOUT: waits until LOG says the redis-server
+# PID accepts connections; fails, with the log's tail, when the process is gone or TIMEOUT
+# seconds have passed since START (a $SECONDS value).
+redis_wait_ready() {
+    local what=$1 pid=$2 port=$3 log=$4 start=$5 timeout=$6
+    until grep -qs "Ready to accept connections" "$log"; do
+        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS - start >= timeout)); then
+            echo "error: $what (pid $pid) not ready on port $port within ${timeout} s; its log ($log):" >&2
+            tail -n 30 "$log" >&2 || true
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
 # redis_start: redis-server on a free port without persistence, waits for its "Ready to
 # accept connections"; exports REDIS_URL and REDIS_SERVER_BIN (the tests that kill and
 # restart a redis-server start their own from it).
@@ -101,14 +116,7 @@ redis_start() {
     "$REDIS_SERVER_BIN" --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
         --daemonize no --logfile "" >"$log" 2>&1 </dev/null &
     redis_pid=$!
-    until grep -q "Ready to accept connections" "$log"; do
-        if ! kill -0 "$redis_pid" 2>/dev/null || ((SECONDS - start >= timeout)); then
-            echo "error: redis-server (pid $redis_pid) not ready on port $port within ${timeout} s; its log ($log):" >&2
-            tail -n 30 "$log" >&2 || true
-            return 1
-        fi
-        sleep 0.1
-    done
+    redis_wait_ready "redis-server" "$redis_pid" "$port" "$log" "$start" "$timeout" || return 1
     export REDIS_URL="redis://127.0.0.1:$port/"
     echo "== $("$REDIS_SERVER_BIN" --version | cut -d' ' -f1-3) ready at $REDIS_URL (pid $redis_pid, log $log)"
 }
@@ -135,14 +143,7 @@ redis_cluster_start() {
             --save "" --appendonly no --daemonize no --logfile "" >"$log" 2>&1 </dev/null &
         pid=$!
         redis_cluster_pids+=("$pid")
-        until grep -qs "Ready to accept connections" "$log"; do
-            if ! kill -0 "$pid" 2>/dev/null || ((SECONDS - start >= timeout)); then
-                echo "error: cluster node redis-server (pid $pid) not ready on port $port within ${timeout} s; its log ($log):" >&2
-                tail -n 30 "$log" >&2 || true
-                return 1
-            fi
-            sleep 0.1
-        done
+        redis_wait_ready "cluster node redis-server" "$pid" "$port" "$log" "$start" "$timeout" || return 1
         nodes+=("127.0.0.1:$port")
         urls+=("redis://127.0.0.1:$port/")
     done

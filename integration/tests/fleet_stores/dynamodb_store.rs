@@ -43,6 +43,12 @@ impl ManualClock {
     fn advance(&self, by: Duration) {
         self.offset_secs.fetch_add(by.as_secs(), Ordering::SeqCst);
     }
+
+    /// A store on `table` that reads this clock.
+    fn store(&self, client: Client, table: &str) -> DynamoDbStore {
+        let clock = self.clone();
+        DynamoDbStore::new(client, table).with_clock(move || clock.now())
+    }
 }
 
 fn client(endpoint: &str, region: &str) -> Client {
@@ -59,6 +65,15 @@ async fn table(client: &Client) -> String {
         .await
         .expect("create table");
     name
+}
+
+/// A client of moto in us-east-1 and a fresh table in it; `None` (the test skips, loudly)
+/// without `MOTO_ENDPOINT`.
+async fn moto_table(test: &str) -> Option<(Client, String)> {
+    let endpoint = env_or_skip("MOTO_ENDPOINT", test)?;
+    let client = client(&endpoint, "us-east-1");
+    let table = table(&client).await;
+    Some((client, table))
 }
 
 struct DynamoDbBackend {
@@ -127,18 +142,13 @@ impl SharedState for OneCallAtATime {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_store_meets_the_contract() {
-    let Some(endpoint) = env_or_skip("MOTO_ENDPOINT", "dynamodb_store_meets_the_contract") else {
+    let Some((client, table)) = moto_table("dynamodb_store_meets_the_contract").await else {
         return;
     };
-    let client = client(&endpoint, "us-east-1");
-    let table = table(&client).await;
     let clock = ManualClock::new(SystemTime::now());
-    let store = {
-        let clock = clock.clone();
-        DynamoDbStore::new(client, &table)
-            .with_operation_timeout(Duration::from_secs(5))
-            .with_clock(move || clock.now())
-    };
+    let store = clock
+        .store(client, &table)
+        .with_operation_timeout(Duration::from_secs(5));
     let backend = DynamoDbBackend {
         store: Arc::new(store),
         clock,
@@ -148,23 +158,16 @@ async fn dynamodb_store_meets_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_item_layout_expiry_and_foreign_items() {
-    let Some(endpoint) = env_or_skip(
-        "MOTO_ENDPOINT",
-        "dynamodb_item_layout_expiry_and_foreign_items",
-    ) else {
+    let Some((client, table)) = moto_table("dynamodb_item_layout_expiry_and_foreign_items").await
+    else {
         return;
     };
-    let client = client(&endpoint, "us-east-1");
-    let table = table(&client).await;
     // 1_700_000_000.2 s: a TTL of 60 s ends in second 1_700_000_061 (rounded up).
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_millis(1_700_000_000_200));
-    let store = {
-        let clock = clock.clone();
-        DynamoDbStore::new(client.clone(), &table)
-            .with_key_prefix("app:")
-            .with_operation_timeout(Duration::from_secs(5))
-            .with_clock(move || clock.now())
-    };
+    let store = clock
+        .store(client.clone(), &table)
+        .with_key_prefix("app:")
+        .with_operation_timeout(Duration::from_secs(5));
     assert_eq!(
         (store.table(), store.key_prefix()),
         (table.as_str(), "app:")
@@ -247,11 +250,9 @@ async fn dynamodb_item_layout_expiry_and_foreign_items() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_create_table_is_on_demand_with_ttl_and_idempotent() {
     let test = "dynamodb_create_table_is_on_demand_with_ttl_and_idempotent";
-    let Some(endpoint) = env_or_skip("MOTO_ENDPOINT", test) else {
+    let Some((client, table)) = moto_table(test).await else {
         return;
     };
-    let client = client(&endpoint, "us-east-1");
-    let table = table(&client).await;
     bounded(
         "create_table again",
         DynamoDbStore::create_table(&client, &table),
@@ -446,21 +447,14 @@ async fn dynamodb_errors_are_classified_without_service_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_load_many_reads_by_batches_of_100_in_the_order_asked() {
-    let Some(endpoint) = env_or_skip(
-        "MOTO_ENDPOINT",
-        "dynamodb_load_many_reads_by_batches_of_100_in_the_order_asked",
-    ) else {
+    let test = "dynamodb_load_many_reads_by_batches_of_100_in_the_order_asked";
+    let Some((client, table)) = moto_table(test).await else {
         return;
     };
-    let client = client(&endpoint, "us-east-1");
-    let table = table(&client).await;
     let clock = ManualClock::new(SystemTime::now());
-    let store = {
-        let clock = clock.clone();
-        DynamoDbStore::new(client.clone(), &table)
-            .with_operation_timeout(Duration::from_secs(10))
-            .with_clock(move || clock.now())
-    };
+    let store = clock
+        .store(client.clone(), &table)
+        .with_operation_timeout(Duration::from_secs(10));
     // 130 records: two BatchGetItem requests (100 + 30 keys).
     for i in 0..130 {
         let key = format!("k{i}");

@@ -3,15 +3,14 @@
 //! contract, every key of a store in one slot (the prefix as hash tag), the batched read
 //! in one slot, and routing from any node.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use tower_circuit_breaker::fleet::{CasOutcome, RedisStore, SharedState, StoreErrorKind};
 
-use crate::contract::{self, Backend, bounded, cas, load};
+use crate::contract::{self, bounded, cas, load};
+use crate::redis_store::RedisBackend;
 use crate::{env_or_skip, unique};
 
 fn cluster_urls(test: &str) -> Option<Vec<String>> {
@@ -37,26 +36,6 @@ async fn raw_cmd<T: ::redis::FromRedisValue>(
     crate::redis_store::raw_cmd(connection, &args).await
 }
 
-struct ClusterBackend {
-    store: Arc<RedisStore>,
-    raw: ClusterConnection,
-}
-
-impl Backend for ClusterBackend {
-    fn store(&self) -> Arc<dyn SharedState> {
-        self.store.clone()
-    }
-
-    fn expire<'a>(&'a self, key: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(async move {
-            let mut raw = self.raw.clone();
-            let full = self.store.redis_key(key);
-            let applied: i64 = raw_cmd(&mut raw, &["PEXPIREAT", &full, "1"]).await;
-            assert_eq!(applied, 1, "PEXPIREAT found no key {full}");
-        })
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_store_meets_the_contract() {
     let Some(urls) = cluster_urls("redis_cluster_store_meets_the_contract") else {
@@ -68,7 +47,7 @@ async fn redis_cluster_store_meets_the_contract() {
         .await
         .expect("connect to the cluster");
     assert!(store.is_cluster());
-    let backend = ClusterBackend {
+    let backend = RedisBackend {
         store: Arc::new(store),
         raw: raw(&urls).await,
     };

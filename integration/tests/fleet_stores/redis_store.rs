@@ -46,12 +46,17 @@ pub async fn raw_cmd<T: ::redis::FromRedisValue>(
         .expect("raw command")
 }
 
-struct RedisBackend {
-    store: Arc<RedisStore>,
-    raw: MultiplexedConnection,
+/// The contract's backend for a Redis store: the store and a plain connection beside it,
+/// to one node (`MultiplexedConnection`) or to a cluster (`ClusterConnection`).
+pub struct RedisBackend<C> {
+    pub store: Arc<RedisStore>,
+    pub raw: C,
 }
 
-impl Backend for RedisBackend {
+impl<C> Backend for RedisBackend<C>
+where
+    C: ::redis::aio::ConnectionLike + Clone + Send + Sync,
+{
     fn store(&self) -> Arc<dyn SharedState> {
         self.store.clone()
     }
