@@ -29,8 +29,8 @@ pub(super) struct Handle(pub(super) Circuit);
 
 /// The hash of a key: 8-byte words folded in by xor, multiply and rotate (a name's last
 /// bytes as one more word, see `tail`), the two names separated by their lengths, then a
-/// final avalanche so high and low bits both depend
-/// on every byte (the chain comes from the low bits).
+/// final avalanche so high and low bits both depend on every byte (the chain comes from
+/// the low bits).
 pub(super) fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     #[inline]
@@ -43,10 +43,6 @@ pub(super) fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
             .wrapping_mul(K)
             .rotate_left(31)
     }
-    #[inline]
-    fn word(w: &[u8]) -> u64 {
-        u64::from_le_bytes(w.try_into().expect("8 bytes"))
-    }
     /// The last `rem` (< 8) bytes of `bytes`, read with at most two loads rather than a
     /// byte at a time: where the name is long enough, the last 8 bytes (overlapping the
     /// word before); otherwise two overlapping halves. The length is mixed in after, so
@@ -57,10 +53,7 @@ pub(super) fn key_hash(seed: u64, service: &str, operation: &str) -> u64 {
         match (rem, n) {
             (0, _) => 0,
             (_, 8..) => word(&bytes[n - 8..]),
-            (_, 4..) => {
-                let half = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("4")));
-                half(&bytes[..4]) | half(&bytes[n - 4..]) << 32
-            }
+            (_, 4..) => u64::from(half(&bytes[..4])) | u64::from(half(&bytes[n - 4..])) << 32,
             _ => u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16,
         }
     }
@@ -80,8 +73,6 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if n != b.len() {
         return false;
     }
-    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
-    let half = |s: &[u8]| u32::from_le_bytes(s.try_into().expect("4 bytes"));
     match n {
         8.. => {
             let whole = a.chunks_exact(8).zip(b.chunks_exact(8));
@@ -91,6 +82,18 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         4.. => half(&a[..4]) == half(&b[..4]) && half(&a[n - 4..]) == half(&b[n - 4..]),
         _ => a.iter().zip(b).all(|(x, y)| x == y),
     }
+}
+
+/// The 8 bytes of `s` (exactly 8) as a word.
+#[inline]
+fn word(s: &[u8]) -> u64 {
+    u64::from_le_bytes(s.try_into().expect("8 bytes"))
+}
+
+/// The 4 bytes of `s` (exactly 4) as a half word.
+#[inline]
+fn half(s: &[u8]) -> u32 {
+    u32::from_le_bytes(s.try_into().expect("4 bytes"))
 }
 
 impl Entry {
